@@ -1,0 +1,182 @@
+"""Configuration: the notebook's baseline, the data source, the search space and the search settings.
+
+Each command builds one configuration object from its flags, passes it down explicitly and
+saves it as JSON beside its results, so a result can always be traced to what produced it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+TUNERS = ("grid", "bayesian", "hyperband")
+
+
+class StudyError(ValueError):
+    """Bad input: the commands print its one-line message and exit with status 2."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The notebook's CNN and training recipe; every default in `study` comes from here."""
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    dropout_1: float = 0.2  # after the first Conv32-Pool block
+    dropout_2: float = 0.3  # after the second Conv64-Pool block
+    dropout_3: float = 0.4  # after Dense128
+    epochs: int = 15
+    batch_size: int = 64
+    val_fraction: float = 0.2  # train_test_split(test_size=0.2, random_state=42)
+    split_seed: int = 42
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer,
+            "learning_rate": self.learning_rate,
+            "dropout_1": self.dropout_1,
+            "dropout_2": self.dropout_2,
+            "dropout_3": self.dropout_3,
+        }
+
+
+BASELINE = Baseline()
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are split; identical for search and report."""
+
+    data_dir: str | None = None  # None: keras.datasets.cifar10 (Keras cache / download)
+    subset: int | None = None  # stratified subset of the training images (test shrinks in proportion)
+    image_size: tuple[int, int] = (32, 32)  # (height, width)
+    channels: int = 3
+    val_fraction: float = BASELINE.val_fraction
+    split_seed: int = BASELINE.split_seed  # validation split and subset sampling
+    test_fraction: float = 0.2  # only for folders without train/ and test/
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataConfig:
+        d = dict(d)
+        d["image_size"] = tuple(d.get("image_size", (32, 32)))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Explicit, finite value lists (hp.Choice); the first trial of a grid is the baseline."""
+
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    learning_rates: tuple[float, ...] = (1e-3, 1e-4, 1e-2)
+    dropout_1: tuple[float, ...] = (BASELINE.dropout_1,)
+    dropout_2: tuple[float, ...] = (BASELINE.dropout_2,)
+    dropout_3: tuple[float, ...] = (BASELINE.dropout_3,)
+
+    def values(self) -> dict[str, tuple]:
+        return {
+            "optimizer": self.optimizers,
+            "learning_rate": self.learning_rates,
+            "dropout_1": self.dropout_1,
+            "dropout_2": self.dropout_2,
+            "dropout_3": self.dropout_3,
+        }
+
+    def grid_size(self) -> int:
+        n = 1
+        for v in self.values().values():
+            n *= len(v)
+        return n
+
+    @classmethod
+    def for_tuner(cls, tuner: str) -> SearchSpace:
+        """The default space: a 9-point grid, or wider lists where a tuner samples rather than enumerates."""
+        if tuner == "grid":
+            return cls()
+        return cls(
+            learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+            dropout_1=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+            dropout_2=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+            dropout_3=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+        )
+
+    def validate(self) -> None:
+        bad = [o for o in self.optimizers if o not in OPTIMIZERS]
+        if bad:
+            raise StudyError(f"unknown optimizer {bad[0]!r}; choose from {', '.join(OPTIMIZERS)}")
+        if any(not lr > 0 for lr in self.learning_rates):
+            raise StudyError(f"learning rates must be > 0, got {list(self.learning_rates)}")
+        for name in ("dropout_1", "dropout_2", "dropout_3"):
+            if any(not 0 <= d < 1 for d in getattr(self, name)):
+                raise StudyError(f"{name} rates must be in [0, 1), got {list(getattr(self, name))}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SearchSpace:
+        return cls(**{k: tuple(v) for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything `python -m study.search` needs; saved as config.json in the project folder."""
+
+    tuner: str = "grid"
+    directory: str = "tuner_results"
+    project_name: str | None = None  # None: the tuner's name
+    max_trials: int | None = None  # None: the whole grid; 10 for bayesian
+    epochs: int = BASELINE.epochs
+    batch_size: int = BASELINE.batch_size
+    seed: int = 1  # hyperparameter sampling and weight initialisation
+    early_stopping: int | None = 3  # patience on val_loss; None: off
+    initial_points: int | None = None  # bayesian: random trials first; None: a third of max_trials
+    overwrite: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SearchSpace = field(default_factory=SearchSpace)
+
+    @property
+    def name(self) -> str:
+        return self.project_name or self.tuner
+
+    @property
+    def project_dir(self) -> Path:
+        return Path(self.directory) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Raise StudyError for values no search can run with."""
+        for name in ("max_trials", "epochs", "batch_size", "initial_points", "subset"):
+            value = getattr(self.data if name == "subset" else self, name)
+            if value is not None and value <= 0:
+                raise StudyError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        if self.early_stopping is not None and self.early_stopping < 0:
+            raise StudyError(f"--early-stopping must be >= 0, got {self.early_stopping}")
+        if self.seed < 0:
+            raise StudyError(f"--seed must be >= 0, got {self.seed}")
+        if self.tuner not in TUNERS:
+            raise StudyError(f"unknown tuner {self.tuner!r}; choose from {', '.join(TUNERS)}")
+        if min(self.data.image_size) < 8:
+            raise StudyError(f"--image-size must be at least 8x8 for two conv-pool blocks, got {self.data.image_size}")
+        self.space.validate()
+
+    def differences(self, old: SearchConfig) -> list[str]:
+        """What differs from `old` in a way that makes its trials incomparable (max_trials may grow)."""
+        mine, theirs = self.to_dict(), old.to_dict()
+        same_anyway = {"max_trials", "overwrite", "directory", "project_name"}
+        return [k for k in mine if k not in same_anyway and mine[k] != theirs.get(k)]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
+        d = dict(d)
+        d["data"] = DataConfig.from_dict(d.get("data", {}))
+        d["space"] = SearchSpace.from_dict(d.get("space", {}))
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchConfig:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,356 @@
+"""Data: CIFAR-10 from the Keras cache, or an image-folder dataset (a directory or an archive of one).
+
+Images stay uint8 in memory (0.18 GB for all of CIFAR-10); `Batches` scales each batch to float32
+in [0, 1] as the model consumes it, so no float copy of the whole set is ever made.
+
+Folder layouts: `train/<class>/*` plus `test/<class>/*`, or only `<class>/*` (then a stratified,
+seeded test split is made); one wrapping folder around either is fine. Class names are the folder
+names, sorted. Files and folders whose names start with "." (or `__MACOSX`) are ignored. Every
+other file in a class folder must be a readable PNG or JPEG: a corrupt or non-image file is
+rejected with an error naming it, never skipped silently, so a dataset is always used whole.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import tarfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import keras
+import numpy as np
+from PIL import Image
+from sklearn.model_selection import train_test_split
+
+from study.config import DataConfig, StudyError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+
+class DataError(StudyError):
+    """The data cannot be used; the message says why in one line."""
+
+
+@dataclass
+class Dataset:
+    """uint8 images (n, height, width, channels) and int32 labels for each split, with class names."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def describe(self) -> str:
+        return (
+            f"{self.source}: {len(self.x_train)} train / {len(self.x_val)} validation / "
+            f"{len(self.x_test)} test images of {'x'.join(map(str, self.input_shape))}, "
+            f"{self.num_classes} classes"
+        )
+
+
+class Batches(keras.utils.PyDataset):
+    """Batches of uint8 images scaled to float32 [0, 1]; reshuffled each epoch from its own seed.
+
+    Two `Batches` with the same seed yield the same order, which is what makes trials and
+    optimizer comparisons see identical data.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self._rng = np.random.default_rng(seed)
+        self._order = self._rng.permutation(len(x)) if shuffle else np.arange(len(x))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, i: int):
+        idx = self._order[i * self.batch_size : (i + 1) * self.batch_size]
+        if self.shuffle:
+            idx = np.sort(idx)  # faster gather; the batch's content is what is random
+        return self.x[idx].astype(np.float32) / np.float32(255.0), self.y[idx]
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self._order = self._rng.permutation(len(self.x))
+
+
+# --- sources --------------------------------------------------------------------------------------
+
+@dataclass
+class _Pool:
+    """Labels of one split's images, and a way to materialise any subset of them as uint8 arrays."""
+
+    labels: np.ndarray
+    take: Callable[[np.ndarray], np.ndarray]
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """Load, subset and split the data described by `cfg`; raises DataError with a one-line reason."""
+    if cfg.data_dir is None:
+        train, test, classes = _cifar10_pools(cfg)
+        source = "CIFAR-10 (keras.datasets)"
+    else:
+        train, test, classes = _folder_pools(Path(cfg.data_dir), cfg)
+        source = str(cfg.data_dir)
+
+    k = len(classes)
+    train_idx = np.arange(len(train.labels))
+    test_idx = np.arange(len(test.labels))
+    if cfg.subset is not None:
+        if cfg.subset > len(train_idx):
+            raise DataError(f"--subset {cfg.subset} is larger than the {len(train_idx)} training images")
+        if cfg.subset < k:
+            raise DataError(f"--subset {cfg.subset} is smaller than the number of classes ({k})")
+        train_idx = _stratified_take(train.labels, cfg.subset, cfg.split_seed, "--subset")
+        n_test = min(len(test_idx), max(k, round(cfg.subset * len(test_idx) / len(train.labels))))
+        test_idx = _stratified_take(test.labels, n_test, cfg.split_seed, "the test subset")
+
+    try:
+        fit_idx, val_idx = train_test_split(
+            train_idx, test_size=cfg.val_fraction, random_state=cfg.split_seed,
+            stratify=train.labels[train_idx],
+        )  # fmt: skip
+    except ValueError as e:
+        raise DataError(
+            f"{len(train_idx)} training images cannot be split {1 - cfg.val_fraction:.0%}/"
+            f"{cfg.val_fraction:.0%} with every one of {k} classes in both parts ({e}); use more images"
+        ) from None
+    # Sorted: reading order follows the source, which is faster for archives and files.
+    fit_idx, val_idx, test_idx = np.sort(fit_idx), np.sort(val_idx), np.sort(test_idx)
+    return Dataset(
+        x_train=train.take(fit_idx), y_train=train.labels[fit_idx],
+        x_val=train.take(val_idx), y_val=train.labels[val_idx],
+        x_test=test.take(test_idx), y_test=test.labels[test_idx],
+        class_names=tuple(classes), source=source,
+    )  # fmt: skip
+
+
+def _stratified_take(labels: np.ndarray, n: int, seed: int, what: str) -> np.ndarray:
+    if n >= len(labels):
+        return np.arange(len(labels))
+    try:
+        idx, _ = train_test_split(np.arange(len(labels)), train_size=n, random_state=seed, stratify=labels)
+    except ValueError as e:
+        raise DataError(f"cannot draw a stratified {what} of {n} images: {e}") from None
+    return idx
+
+
+def _cifar10_pools(cfg: DataConfig) -> tuple[_Pool, _Pool, tuple[str, ...]]:
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as e:  # keras raises a bare Exception for a failed download
+        cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(
+            f"CIFAR-10 is not in the Keras cache ({cache}) and could not be downloaded ({reason}); "
+            "pass --data-dir PATH to use an image folder or archive instead"
+        ) from None
+
+    def pool(x: np.ndarray, y: np.ndarray) -> _Pool:
+        def take(idx: np.ndarray) -> np.ndarray:
+            if x.shape[1:] == (*cfg.image_size, cfg.channels):
+                return x[idx]
+            out = np.empty((len(idx), *cfg.image_size, cfg.channels), np.uint8)
+            for j, i in enumerate(idx):
+                out[j] = _convert(Image.fromarray(x[i]), cfg)
+            return out
+
+        return _Pool(y.reshape(-1).astype(np.int32), take)
+
+    return pool(x_train, y_train), pool(x_test, y_test), CIFAR10_CLASSES
+
+
+def _folder_pools(path: Path, cfg: DataConfig) -> tuple[_Pool, _Pool, tuple[str, ...]]:
+    files, dirs = _read_tree(path)
+    root = _find_root(files, dirs)
+    top = _children(files, dirs, root)
+    if "train" in top or "test" in top:
+        missing = {"train", "test"} - top
+        if missing:
+            raise DataError(f"{path}: found {(top & {'train', 'test'}).pop()}/ but no {missing.pop()}/ folder")
+        train_classes = _classes(files, dirs, (*root, "train"), path)
+        test_classes = _classes(files, dirs, (*root, "test"), path)
+        if list(train_classes) != list(test_classes):
+            only_train = sorted(set(train_classes) - set(test_classes))
+            only_test = sorted(set(test_classes) - set(train_classes))
+            raise DataError(
+                f"{path}: train/ and test/ have different class folders "
+                f"(only in train: {only_train or 'none'}; only in test: {only_test or 'none'})"
+            )
+        classes = tuple(train_classes)
+        train = _file_pool(train_classes, classes, cfg)
+        test = _file_pool(test_classes, classes, cfg)
+        return train, test, classes
+
+    by_class = _classes(files, dirs, root, path)
+    classes = tuple(by_class)
+    whole = _file_pool(by_class, classes, cfg)
+    try:
+        train_idx, test_idx = train_test_split(
+            np.arange(len(whole.labels)), test_size=cfg.test_fraction,
+            random_state=cfg.split_seed, stratify=whole.labels,
+        )  # fmt: skip
+    except ValueError as e:
+        raise DataError(f"{path}: too few images for a stratified {cfg.test_fraction:.0%} test split ({e})") from None
+    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    train = _Pool(whole.labels[train_idx], lambda idx: whole.take(train_idx[idx]))
+    test = _Pool(whole.labels[test_idx], lambda idx: whole.take(test_idx[idx]))
+    return train, test, classes
+
+
+Parts = tuple[str, ...]
+Source = bytes | Path
+
+
+def _hidden(parts: Parts) -> bool:
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _read_tree(path: Path) -> tuple[dict[Parts, Source], set[Parts]]:
+    """Every file (as bytes, or a Path for directories) and every folder, keyed by path parts."""
+    if not path.exists():
+        raise DataError(f"--data-dir {path}: no such file or directory")
+    files: dict[Parts, Source] = {}
+    dirs: set[Parts] = set()
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            parts = p.relative_to(path).parts
+            if _hidden(parts):
+                continue
+            if p.is_dir():
+                dirs.add(parts)
+            elif p.is_file():
+                files[parts] = p
+        return files, dirs
+
+    name = path.name.lower()
+    try:
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    parts = PurePosixPath(info.filename).parts
+                    if not parts or _hidden(parts):
+                        continue
+                    if info.is_dir():
+                        dirs.add(parts)
+                    else:
+                        files[parts] = zf.read(info)
+        elif name.endswith((".tar.gz", ".tgz", ".tar")):
+            with tarfile.open(path, "r:*") as tf:
+                for member in tf:
+                    parts = PurePosixPath(member.name).parts
+                    parts = parts[1:] if parts and parts[0] == "." else parts
+                    if not parts or _hidden(parts):
+                        continue
+                    if member.isdir():
+                        dirs.add(parts)
+                    elif member.isfile():
+                        files[parts] = tf.extractfile(member).read()
+        else:
+            raise DataError(f"--data-dir {path}: not a directory or a .tar.gz/.tgz/.tar/.zip archive")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+        raise DataError(f"--data-dir {path}: cannot read the archive ({e})") from None
+    # Archives may list files without their folders.
+    for parts in files:
+        for i in range(1, len(parts)):
+            dirs.add(parts[:i])
+    return files, dirs
+
+
+def _children(files: dict[Parts, Source], dirs: set[Parts], prefix: Parts) -> set[str]:
+    n = len(prefix)
+    return {d[n] for d in dirs if len(d) > n and d[:n] == prefix}
+
+
+def _find_root(files: dict[Parts, Source], dirs: set[Parts]) -> Parts:
+    """Descend through single wrapping folders (`cifar10/train/...`) to the dataset's root."""
+    root: Parts = ()
+    while True:
+        sub = _children(files, dirs, root)
+        loose = [p for p in files if len(p) == len(root) + 1 and p[: len(root)] == root]
+        if len(sub) != 1 or loose or sub & {"train", "test"}:
+            return root
+        child = (*root, sub.pop())
+        if not _children(files, dirs, child):  # a single class folder: stop, and let _classes say so
+            return root
+        root = child
+
+
+def _classes(files: dict[Parts, Source], dirs: set[Parts], prefix: Parts, path: Path) -> dict[str, list]:
+    """{class name: [(file name, source), ...]} for the class folders under `prefix`, sorted."""
+    where = f"{path}/{'/'.join(prefix)}".rstrip("/")
+    names = sorted(_children(files, dirs, prefix))
+    if not names:
+        raise DataError(f"{where}: no class folders (expected <class>/<image> or train/<class>/<image>)")
+    if len(names) < 2:
+        raise DataError(f"{where}: only one class folder ({names[0]}); a classifier needs at least two")
+    n = len(prefix)
+    by_class: dict[str, list] = {c: [] for c in names}
+    for parts, src in files.items():
+        if len(parts) <= n or parts[:n] != prefix:
+            continue
+        if len(parts) == n + 1:
+            if parts[-1].lower().endswith(IMAGE_SUFFIXES):
+                raise DataError(f"{path}/{'/'.join(parts)}: image outside a class folder")
+            continue  # a README or LICENSE beside the class folders
+        by_class[parts[n]].append(("/".join(parts), src))
+    for c, items in by_class.items():
+        if not items:
+            raise DataError(f"{where}/{c}: empty class folder")
+        for name, _ in items:
+            if not name.lower().endswith(IMAGE_SUFFIXES):
+                raise DataError(f"{path}/{name}: not a PNG or JPEG image")
+        items.sort()
+    return by_class
+
+
+def _file_pool(by_class: dict[str, list], classes: tuple[str, ...], cfg: DataConfig) -> _Pool:
+    items = [(item, i) for i, c in enumerate(classes) for item in by_class[c]]
+    labels = np.array([label for _, label in items], dtype=np.int32)
+
+    def decode(item: tuple[str, Source]) -> np.ndarray:
+        name, src = item
+        try:
+            with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+                return _convert(im, cfg)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise DataError(f"{name}: not a readable PNG or JPEG image ({e})") from None
+
+    def take(idx: np.ndarray) -> np.ndarray:
+        # Decoded straight into one preallocated array: a list of images would double the peak memory.
+        # (Threads do not help: for 32x32 JPEGs the GIL-bound overhead outweighs the decoding.)
+        out = np.empty((len(idx), *cfg.image_size, cfg.channels), np.uint8)
+        for j, i in enumerate(idx):
+            out[j] = decode(items[i][0])
+        return out
+
+    return _Pool(labels, take)
+
+
+def _convert(im: Image.Image, cfg: DataConfig) -> np.ndarray:
+    im = im.convert("RGB" if cfg.channels == 3 else "L")
+    height, width = cfg.image_size
+    if im.size != (width, height):
+        im = im.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.uint8).reshape(height, width, cfg.channels)

@@ -1,0 +1,221 @@
+"""`python -m study.search`: a Keras Tuner search of the baseline CNN's optimizer, learning rate and dropouts.
+
+Results go to `<directory>/<project-name>/`: Keras Tuner's own state, `config.json`, `trials.csv`,
+`trials.md` and each trial's `history.json`. Rerunning the same command resumes the project.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from study import storage
+from study.config import BASELINE, OPTIMIZERS, TUNERS, DataConfig, SearchConfig, SearchSpace, StudyError
+
+PROG = "python -m study.search"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not the whole usage
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _list_of(kind, name: str):
+    def parse(text: str):
+        try:
+            values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a comma-separated list of numbers, got {text!r}")
+        if not values:
+            raise argparse.ArgumentTypeError(f"{name} must not be empty")
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"{name} lists a value twice: {text!r}")
+        return values
+
+    return parse
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        h, _, w = text.lower().partition("x")
+        size = (int(h), int(w or h))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--image-size must be HEIGHTxWIDTH or SIZE, got {text!r}")
+    return size
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data flags, shared with `study.report` so both read the same data the same way."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--data-dir", metavar="PATH", help="image folders (train/<class>/*, test/<class>/* or <class>/*), "
+                   "as a directory or a .tar.gz/.tgz/.zip archive; default: CIFAR-10 via keras.datasets")
+    g.add_argument("--subset", type=int, metavar="N", help="use a stratified subset of N training images "
+                   "(and a proportional test subset) for quick runs")
+    g.add_argument("--image-size", type=_image_size, default=(32, 32), metavar="HxW",
+                   help="images are resized to this (default: 32x32)")
+    g.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 (grayscale) or 3 (RGB, default)")
+    g.add_argument("--split-seed", type=int, default=BASELINE.split_seed,
+                   help=f"random_state of the stratified 80/20 train/validation split (default: {BASELINE.split_seed})")
+
+
+def data_config(args: argparse.Namespace) -> DataConfig:
+    return DataConfig(
+        data_dir=args.data_dir, subset=args.subset, image_size=tuple(args.image_size),
+        channels=args.channels, split_seed=args.split_seed,
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--tuner", default="grid", choices=TUNERS,
+                   help="Keras Tuner's GridSearch, BayesianOptimization or Hyperband")
+    p.add_argument("--max-trials", type=int, metavar="N",
+                   help="stop after N trials (default: the whole grid; 10 for bayesian)")
+    p.add_argument("--epochs", type=int, default=BASELINE.epochs, help="training epochs per trial "
+                   "(Hyperband: the most epochs any trial gets)")
+    p.add_argument("--batch-size", type=int, default=BASELINE.batch_size)
+    p.add_argument("--early-stopping", type=int, default=3, metavar="PATIENCE",
+                   help="stop a trial after PATIENCE epochs without a lower val_loss, keeping its best weights; 0: off")
+    p.add_argument("--seed", type=int, default=1, help="seeds the tuner's sampling, initial weights and data order")
+    p.add_argument("--initial-points", type=int, metavar="N",
+                   help="bayesian: random trials before the Gaussian process is used (default: a third of the trials)")
+    p.add_argument("--directory", default="tuner_results", help="where projects are kept")
+    p.add_argument("--project-name", help="project folder inside --directory (default: the tuner's name)")
+    p.add_argument("--overwrite", action="store_true", help="delete the project and start over (default: resume it)")
+    add_data_arguments(p)
+    s = p.add_argument_group("search space (comma-separated lists; defaults: bayesian uses wider lists)")
+    s.add_argument("--optimizers", type=_list_of(str, "--optimizers"), help=f"from {', '.join(OPTIMIZERS)}")
+    s.add_argument("--learning-rates", type=_list_of(float, "--learning-rates"))
+    s.add_argument("--dropout1", type=_list_of(float, "--dropout1"), help="after the first conv block")
+    s.add_argument("--dropout2", type=_list_of(float, "--dropout2"), help="after the second conv block")
+    s.add_argument("--dropout3", type=_list_of(float, "--dropout3"), help="after the dense layer")
+    return p
+
+
+def parse_config(argv: Sequence[str] | None = None) -> SearchConfig:
+    args = build_parser().parse_args(argv)
+    default_space = SearchSpace.for_tuner(args.tuner)
+    space = SearchSpace(
+        optimizers=args.optimizers or default_space.optimizers,
+        learning_rates=args.learning_rates or default_space.learning_rates,
+        dropout_1=args.dropout1 or default_space.dropout_1,
+        dropout_2=args.dropout2 or default_space.dropout_2,
+        dropout_3=args.dropout3 or default_space.dropout_3,
+    )
+    max_trials = args.max_trials
+    if max_trials is None and args.tuner == "bayesian":
+        max_trials = 10
+    cfg = SearchConfig(
+        tuner=args.tuner, directory=args.directory, project_name=args.project_name, max_trials=max_trials,
+        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+        early_stopping=args.early_stopping or None, initial_points=args.initial_points,
+        overwrite=args.overwrite, data=data_config(args), space=space,
+    )  # fmt: skip
+    cfg.validate()
+    return cfg
+
+
+def prepare_project(cfg: SearchConfig, log=print) -> bool:
+    """Check an existing project against `cfg`; returns True when the search resumes it."""
+    project = cfg.project_dir
+    saved = project / "config.json"
+    if cfg.overwrite and project.exists():
+        log(f"--overwrite: deleting {project}")
+        shutil.rmtree(project)
+        return False
+    if not saved.exists():
+        if project.exists() and any(project.iterdir()):
+            if not (project / "oracle.json").exists() and not any(project.glob("trial_*")):
+                raise StudyError(f"{project} exists and is not a study project; choose another --project-name")
+        return False
+    try:
+        old = SearchConfig.from_json(saved.read_text())
+    except (ValueError, TypeError, KeyError) as e:
+        raise StudyError(f"{saved} is unreadable ({e}); pass --overwrite to start over or choose another --project-name") from None
+    changed = cfg.differences(old)
+    if changed:
+        raise StudyError(
+            f"{project} was searched with a different {', '.join(changed)}; pass --overwrite to start over "
+            f"or --project-name NEW to keep both"
+        )
+    return True
+
+
+def run(cfg: SearchConfig, log=print):
+    """Load the data, run (or resume) the search, write the tables; returns the trials DataFrame."""
+    # Heavy imports (TensorFlow) only once the arguments are known to be good.
+    from study import results
+    from study.data import load_dataset
+    from study.hypermodel import CNNHyperModel
+    from study.tuners import TUNERS as TUNER_CLASSES
+
+    data = load_dataset(cfg.data)  # before anything is written: bad data leaves no trace
+    log(data.describe())
+    resuming = prepare_project(cfg, log)
+    try:
+        cfg.project_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StudyError(f"cannot write to {cfg.project_dir}: {e.strerror}") from None
+    storage.write_json(cfg.project_dir / "config.json", {**cfg.to_dict(), "class_names": data.class_names})
+
+    hypermodel = CNNHyperModel(
+        data.input_shape, data.num_classes, space=cfg.space, epochs=cfg.epochs,
+        batch_size=cfg.batch_size, seed=cfg.seed, early_stopping=cfg.early_stopping,
+    )  # fmt: skip
+    common = dict(
+        objective="val_accuracy",
+        directory=cfg.directory,
+        project_name=cfg.name,
+        overwrite=False,
+        seed=cfg.seed + 1,  # Keras Tuner treats seed=0 as "no seed"
+        log=log,
+    )
+    if cfg.tuner == "grid":
+        planned = min(cfg.space.grid_size(), cfg.max_trials or cfg.space.grid_size())
+        tuner = TUNER_CLASSES["grid"](hypermodel, max_trials=cfg.max_trials, planned_trials=planned, **common)
+    elif cfg.tuner == "bayesian":
+        initial = cfg.initial_points or max(2, cfg.max_trials // 3)
+        tuner = TUNER_CLASSES["bayesian"](
+            hypermodel, max_trials=cfg.max_trials, num_initial_points=initial, planned_trials=cfg.max_trials, **common
+        )
+    else:
+        tuner = TUNER_CLASSES["hyperband"](
+            hypermodel, max_epochs=cfg.epochs, factor=3, max_trials=cfg.max_trials, **common
+        )
+    tuner.oracle.verbose = 0  # one line per trial comes from study.tuners instead
+    done = sum(t.status in ("COMPLETED", "FAILED") for t in tuner.oracle.trials.values())
+    if resuming:
+        log(f"resuming {cfg.project_dir}: {done} trials already done (--overwrite starts over)")
+    log(f"{cfg.tuner} search into {cfg.project_dir}")
+    try:
+        tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val))
+    finally:
+        frame = results.trials_frame(cfg.project_dir)
+        results.write_tables(frame, cfg.project_dir)
+    best = tuner.oracle.get_best_trials(1)
+    if best and best[0].status == "COMPLETED":
+        values = ", ".join(f"{k}={v}" for k, v in best[0].hyperparameters.values.items())
+        log(f"best: trial {best[0].trial_id}, val_accuracy {best[0].score:.4f}: {values}")
+    log(f"trials table: {cfg.project_dir / 'trials.csv'} and trials.md")
+    return frame
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        cfg = parse_config(argv)
+        print(f"configuration: {cfg.to_json()}", flush=True)
+        run(cfg, log=lambda msg: print(msg, flush=True))
+    except StudyError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; rerun the same command to resume (completed trials are kept)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
