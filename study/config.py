@@ -172,7 +172,9 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
-        d = dict(d)
+        """Inverse of `to_dict`; other keys (config.json also records the class names) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
         d["data"] = DataConfig.from_dict(d.get("data", {}))
         d["space"] = SearchSpace.from_dict(d.get("space", {}))
         return cls(**d)

@@ -134,7 +134,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     except ValueError as e:
         raise DataError(
             f"{len(train_idx)} training images cannot be split {1 - cfg.val_fraction:.0%}/"
-            f"{cfg.val_fraction:.0%} with every one of {k} classes in both parts ({e}); use more images"
+            f"{cfg.val_fraction:.0%} with every one of {k} classes in both parts ({_first_line(e)}); use more images"
         ) from None
     # Sorted: reading order follows the source, which is faster for archives and files.
     fit_idx, val_idx, test_idx = np.sort(fit_idx), np.sort(val_idx), np.sort(test_idx)
@@ -152,7 +152,7 @@ def _stratified_take(labels: np.ndarray, n: int, seed: int, what: str) -> np.nda
     try:
         idx, _ = train_test_split(np.arange(len(labels)), train_size=n, random_state=seed, stratify=labels)
     except ValueError as e:
-        raise DataError(f"cannot draw a stratified {what} of {n} images: {e}") from None
+        raise DataError(f"cannot draw a stratified {what} of {n} images ({_first_line(e)})") from None
     return idx
 
 
@@ -161,7 +161,7 @@ def _cifar10_pools(cfg: DataConfig) -> tuple[_Pool, _Pool, tuple[str, ...]]:
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     except Exception as e:  # keras raises a bare Exception for a failed download
         cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = _first_line(e)
         raise DataError(
             f"CIFAR-10 is not in the Keras cache ({cache}) and could not be downloaded ({reason}); "
             "pass --data-dir PATH to use an image folder or archive instead"
@@ -212,7 +212,7 @@ def _folder_pools(path: Path, cfg: DataConfig) -> tuple[_Pool, _Pool, tuple[str,
             random_state=cfg.split_seed, stratify=whole.labels,
         )  # fmt: skip
     except ValueError as e:
-        raise DataError(f"{path}: too few images for a stratified {cfg.test_fraction:.0%} test split ({e})") from None
+        raise DataError(f"{path}: too few images for a stratified {cfg.test_fraction:.0%} test split ({_first_line(e)})") from None
     train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
     train = _Pool(whole.labels[train_idx], lambda idx: whole.take(train_idx[idx]))
     test = _Pool(whole.labels[test_idx], lambda idx: whole.take(test_idx[idx]))
@@ -257,7 +257,7 @@ def _read_tree(path: Path) -> tuple[dict[Parts, Source], set[Parts]]:
                     else:
                         files[parts] = zf.read(info)
         elif name.endswith((".tar.gz", ".tgz", ".tar")):
-            with tarfile.open(path, "r:*") as tf:
+            with tarfile.open(path, "r:" if name.endswith(".tar") else "r:gz") as tf:
                 for member in tf:
                     parts = PurePosixPath(member.name).parts
                     parts = parts[1:] if parts and parts[0] == "." else parts
@@ -270,7 +270,7 @@ def _read_tree(path: Path) -> tuple[dict[Parts, Source], set[Parts]]:
         else:
             raise DataError(f"--data-dir {path}: not a directory or a .tar.gz/.tgz/.tar/.zip archive")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-        raise DataError(f"--data-dir {path}: cannot read the archive ({e})") from None
+        raise DataError(f"--data-dir {path}: cannot read the archive ({_first_line(e)})") from None
     # Archives may list files without their folders.
     for parts in files:
         for i in range(1, len(parts)):
@@ -335,7 +335,7 @@ def _file_pool(by_class: dict[str, list], classes: tuple[str, ...], cfg: DataCon
             with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
                 return _convert(im, cfg)
         except (OSError, SyntaxError, ValueError) as e:
-            raise DataError(f"{name}: not a readable PNG or JPEG image ({e})") from None
+            raise DataError(f"{name}: not a readable PNG or JPEG image ({_first_line(e)})") from None
 
     def take(idx: np.ndarray) -> np.ndarray:
         # Decoded straight into one preallocated array: a list of images would double the peak memory.
@@ -354,3 +354,8 @@ def _convert(im: Image.Image, cfg: DataConfig) -> np.ndarray:
     if im.size != (width, height):
         im = im.resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(im, dtype=np.uint8).reshape(height, width, cfg.channels)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,6 +1,8 @@
 """The Keras Tuner HyperModel: the baseline CNN with optimizer, learning rate and dropouts exposed."""
 from __future__ import annotations
 
+import math
+
 import keras
 import keras_tuner
 
@@ -41,15 +43,24 @@ class CNNHyperModel(keras_tuner.HyperModel):
         return model_lib.build_model(self.input_shape, self.num_classes, **values)
 
     def fit(self, hp, model, x, y, validation_data=None, callbacks=None, verbose=2, **kwargs):
-        callbacks = list(callbacks or [])
+        callbacks = [*(callbacks or []), keras.callbacks.TerminateOnNaN()]
         if self.early_stopping:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
                     monitor="val_loss", patience=self.early_stopping, restore_best_weights=True
                 )
             )
-        return model_lib.fit(
+        # Hyperband passes its own epochs and initial_epoch for each round.
+        history = model_lib.fit(
             model, x, y,
-            validation_data=validation_data, epochs=self.epochs, batch_size=self.batch_size,
+            validation_data=validation_data, epochs=kwargs.pop("epochs", self.epochs),
+            initial_epoch=kwargs.pop("initial_epoch", 0), batch_size=self.batch_size,
             seed=self.seed, callbacks=callbacks, verbose=verbose,
         )  # fmt: skip
+        losses = history.history.get("loss", [])
+        if any(math.isnan(v) or math.isinf(v) for v in losses):
+            # Otherwise the trial would count as complete, scored by the accuracy of NaN outputs.
+            raise keras_tuner.errors.FailedTrialError(
+                f"training loss became {losses[-1]} in epoch {len(losses)}; the learning rate is probably too high"
+            )
+        return history

@@ -61,6 +61,7 @@ def fit(
     *,
     validation_data: tuple[np.ndarray, np.ndarray] | None = None,
     epochs: int = BASELINE.epochs,
+    initial_epoch: int = 0,
     batch_size: int = BASELINE.batch_size,
     seed: int = 0,
     callbacks: list | None = None,
@@ -74,6 +75,7 @@ def fit(
         Batches(x, y, batch_size, shuffle=True, seed=seed),
         validation_data=val,
         epochs=epochs,
+        initial_epoch=initial_epoch,
         callbacks=callbacks,
         verbose=verbose,
     )

@@ -6,6 +6,7 @@ Results go to `<directory>/<project-name>/`: Keras Tuner's own state, `config.js
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -17,9 +18,13 @@ from study.config import BASELINE, OPTIMIZERS, TUNERS, DataConfig, SearchConfig,
 PROG = "python -m study.search"
 
 
+class SearchStopped(Exception):
+    """The search cannot go on (too many failed trials in a row); exit status 1."""
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not the whole usage
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+    def error(self, message: str):  # one line through main's handler, not the whole usage
+        raise StudyError(f"{message} (see --help)")
 
 
 def _list_of(kind, name: str):
@@ -68,30 +73,41 @@ def data_config(args: argparse.Namespace) -> DataConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    grid, wide = SearchSpace.for_tuner("grid"), SearchSpace.for_tuner("bayesian")
     p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                epilog="Example: python -m study.search --tuner grid --data-dir ../shared/data/cifar10-jpeg.tar.gz "
+                "--subset 2000 --epochs 2")
     p.add_argument("--tuner", default="grid", choices=TUNERS,
-                   help="Keras Tuner's GridSearch, BayesianOptimization or Hyperband")
+                   help="Keras Tuner's GridSearch, BayesianOptimization or Hyperband (default: grid)")
     p.add_argument("--max-trials", type=int, metavar="N",
-                   help="stop after N trials (default: the whole grid; 10 for bayesian)")
+                   help="stop after N trials (default: the whole grid; 10 for bayesian; Hyperband's own budget)")
     p.add_argument("--epochs", type=int, default=BASELINE.epochs, help="training epochs per trial "
-                   "(Hyperband: the most epochs any trial gets)")
-    p.add_argument("--batch-size", type=int, default=BASELINE.batch_size)
+                   f"(Hyperband: the most epochs any trial gets; default: {BASELINE.epochs})")
+    p.add_argument("--batch-size", type=int, default=BASELINE.batch_size, help=f"default: {BASELINE.batch_size}")
     p.add_argument("--early-stopping", type=int, default=3, metavar="PATIENCE",
-                   help="stop a trial after PATIENCE epochs without a lower val_loss, keeping its best weights; 0: off")
-    p.add_argument("--seed", type=int, default=1, help="seeds the tuner's sampling, initial weights and data order")
+                   help="stop a trial after PATIENCE epochs without a lower val_loss, keeping its best weights; 0: off (default: 3)")
+    p.add_argument("--seed", type=int, default=1, help="seeds the tuner's sampling, initial weights and data order (default: 1)")
     p.add_argument("--initial-points", type=int, metavar="N",
                    help="bayesian: random trials before the Gaussian process is used (default: a third of the trials)")
-    p.add_argument("--directory", default="tuner_results", help="where projects are kept")
+    p.add_argument("--directory", default="tuner_results", help="where projects are kept (default: tuner_results)")
     p.add_argument("--project-name", help="project folder inside --directory (default: the tuner's name)")
     p.add_argument("--overwrite", action="store_true", help="delete the project and start over (default: resume it)")
     add_data_arguments(p)
-    s = p.add_argument_group("search space (comma-separated lists; defaults: bayesian uses wider lists)")
-    s.add_argument("--optimizers", type=_list_of(str, "--optimizers"), help=f"from {', '.join(OPTIMIZERS)}")
-    s.add_argument("--learning-rates", type=_list_of(float, "--learning-rates"))
-    s.add_argument("--dropout1", type=_list_of(float, "--dropout1"), help="after the first conv block")
-    s.add_argument("--dropout2", type=_list_of(float, "--dropout2"), help="after the second conv block")
-    s.add_argument("--dropout3", type=_list_of(float, "--dropout3"), help="after the dense layer")
+    s = p.add_argument_group(
+        "search space", "comma-separated lists; a grid tries every combination, the notebook's values first"
+    )
+    def show(values):
+        return ",".join(map(str, values))
+
+    s.add_argument("--optimizers", type=_list_of(str, "--optimizers"),
+                   help=f"from {', '.join(OPTIMIZERS)} (default: {show(grid.optimizers)})")
+    s.add_argument("--learning-rates", type=_list_of(float, "--learning-rates"),
+                   help=f"default: {show(grid.learning_rates)}; bayesian/hyperband: {show(wide.learning_rates)}")
+    for i, name in enumerate(("dropout_1", "dropout_2", "dropout_3"), 1):
+        where = ("after the first conv block", "after the second conv block", "after the dense layer")[i - 1]
+        s.add_argument(f"--dropout{i}", type=_list_of(float, f"--dropout{i}"),
+                       help=f"{where} (default: {show(getattr(grid, name))}; "
+                       f"bayesian/hyperband: {show(getattr(wide, name))})")
     return p
 
 
@@ -192,6 +208,12 @@ def run(cfg: SearchConfig, log=print):
     log(f"{cfg.tuner} search into {cfg.project_dir}")
     try:
         tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val))
+    except RuntimeError as e:
+        if "consecutive failures" not in str(e):
+            raise
+        raise SearchStopped(
+            f"{str(e).splitlines()[0]}; see the error column of {cfg.project_dir / 'trials.csv'}"
+        ) from None
     finally:
         frame = results.trials_frame(cfg.project_dir)
         results.write_tables(frame, cfg.project_dir)
@@ -204,6 +226,7 @@ def run(cfg: SearchConfig, log=print):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     try:
         cfg = parse_config(argv)
         print(f"configuration: {cfg.to_json()}", flush=True)
@@ -211,6 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StudyError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except SearchStopped as e:
+        print(f"{PROG}: search stopped: {e}", file=sys.stderr)
+        return 1
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
     except KeyboardInterrupt:
         print(f"\ninterrupted; rerun the same command to resume (completed trials are kept)", file=sys.stderr)
         return 130
