@@ -1,7 +1,7 @@
 """Data: CIFAR-10 from the Keras cache, or an image-folder dataset (a directory or an archive of one).
 
-Images stay uint8 in memory (0.18 GB for all of CIFAR-10); `Batches` scales each batch to float32
-in [0, 1] as the model consumes it, so no float copy of the whole set is ever made.
+Images stay uint8 in memory (0.18 GB for all of CIFAR-10); `study.model.Batches` scales each batch
+to float32 in [0, 1] as the model consumes it, so no float copy of the whole set is ever made.
 
 Folder layouts: `train/<class>/*` plus `test/<class>/*`, or only `<class>/*` (then a stratified,
 seeded test split is made); one wrapping folder around either is fine. Class names are the folder
@@ -12,7 +12,6 @@ rejected with an error naming it, never skipped silently, so a dataset is always
 from __future__ import annotations
 
 import io
-import math
 import os
 import tarfile
 import zipfile
@@ -20,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import keras
 import numpy as np
 from PIL import Image
 from sklearn.model_selection import train_test_split
@@ -66,33 +64,6 @@ class Dataset:
             f"{len(self.x_test)} test images of {'x'.join(map(str, self.input_shape))}, "
             f"{self.num_classes} classes"
         )
-
-
-class Batches(keras.utils.PyDataset):
-    """Batches of uint8 images scaled to float32 [0, 1]; reshuffled each epoch from its own seed.
-
-    Two `Batches` with the same seed yield the same order, which is what makes trials and
-    optimizer comparisons see identical data.
-    """
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False, seed: int = 0):
-        super().__init__()
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
-        self._rng = np.random.default_rng(seed)
-        self._order = self._rng.permutation(len(x)) if shuffle else np.arange(len(x))
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def __getitem__(self, i: int):
-        idx = self._order[i * self.batch_size : (i + 1) * self.batch_size]
-        if self.shuffle:
-            idx = np.sort(idx)  # faster gather; the batch's content is what is random
-        return self.x[idx].astype(np.float32) / np.float32(255.0), self.y[idx]
-
-    def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self._order = self._rng.permutation(len(self.x))
 
 
 # --- sources --------------------------------------------------------------------------------------
@@ -157,6 +128,8 @@ def _stratified_take(labels: np.ndarray, n: int, seed: int, what: str) -> np.nda
 
 
 def _cifar10_pools(cfg: DataConfig) -> tuple[_Pool, _Pool, tuple[str, ...]]:
+    import keras  # TensorFlow loads slowly: only for this source
+
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     except Exception as e:  # keras raises a bare Exception for a failed download

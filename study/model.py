@@ -1,11 +1,40 @@
 """The notebook's CNN as a plain builder, and the training and evaluation that every command shares."""
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 
 from study.config import BASELINE, OPTIMIZERS
-from study.data import Batches
+
+
+class Batches(keras.utils.PyDataset):
+    """Batches of uint8 images scaled to float32 [0, 1]; reshuffled each epoch from its own seed.
+
+    Two `Batches` with the same seed yield the same order, which is what makes trials and
+    optimizer comparisons see identical data.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self._rng = np.random.default_rng(seed)
+        self._order = self._rng.permutation(len(x)) if shuffle else np.arange(len(x))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, i: int):
+        idx = self._order[i * self.batch_size : (i + 1) * self.batch_size]
+        if self.shuffle:
+            idx = np.sort(idx)  # faster gather; the batch's content is what is random
+        return self.x[idx].astype(np.float32) / np.float32(255.0), self.y[idx]
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self._order = self._rng.permutation(len(self.x))
+
 
 _OPTIMIZER_CLASSES = {
     "adam": keras.optimizers.Adam,

@@ -6,6 +6,7 @@ Results go to `<directory>/<project-name>/`: Keras Tuner's own state, `config.js
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -162,14 +163,18 @@ def prepare_project(cfg: SearchConfig, log=print) -> bool:
 
 def run(cfg: SearchConfig, log=print):
     """Load the data, run (or resume) the search, write the tables; returns the trials DataFrame."""
-    # Heavy imports (TensorFlow) only once the arguments are known to be good.
-    from study import results
+    # Heavy imports (TensorFlow) only once the arguments and the data are known to be good.
     from study.data import load_dataset
-    from study.hypermodel import CNNHyperModel
-    from study.tuners import TUNERS as TUNER_CLASSES
 
     data = load_dataset(cfg.data)  # before anything is written: bad data leaves no trace
     log(data.describe())
+
+    from keras_tuner.src import config as kt_config
+
+    from study import results
+    from study.hypermodel import CNNHyperModel
+    from study.tuners import TUNERS as TUNER_CLASSES
+
     resuming = prepare_project(cfg, log)
     try:
         cfg.project_dir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +207,7 @@ def run(cfg: SearchConfig, log=print):
             hypermodel, max_epochs=cfg.epochs, factor=3, max_trials=cfg.max_trials, **common
         )
     tuner.oracle.verbose = 0  # one line per trial comes from study.tuners instead
+    kt_config.DEBUG = False  # a failed trial's traceback goes to trial.json, not the screen
     done = sum(t.status in ("COMPLETED", "FAILED") for t in tuner.oracle.trials.values())
     if resuming:
         log(f"resuming {cfg.project_dir}: {done} trials already done (--overwrite starts over)")
@@ -229,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     try:
         cfg = parse_config(argv)
-        print(f"configuration: {cfg.to_json()}", flush=True)
+        print(f"configuration: {json.dumps(cfg.to_dict())}", flush=True)
         run(cfg, log=lambda msg: print(msg, flush=True))
     except StudyError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

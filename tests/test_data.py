@@ -9,7 +9,8 @@ import pytest
 from conftest import CLASSES, SHARED_CIFAR, make_dataset, write_images
 
 from study.config import DataConfig
-from study.data import Batches, DataError, load_dataset
+from study.data import DataError, load_dataset
+from study.model import Batches
 
 
 def _tar(src, dest, wrap=None):
