@@ -1,28 +1,72 @@
-"""Keras Tuner's tuners, with what a study needs on top: per-trial histories, timings and progress lines.
+"""Keras Tuner's tuners, with what a study needs on top: crash safety, histories, timings and progress.
 
-The searching, storing and resuming is Keras Tuner's own. Two additions:
-- every trial's per-epoch history and wall time go to `trial_<id>/history.json` (Keras Tuner
-  keeps neither), and one line per finished trial reports the score and the time left;
-- the grid oracle picks the next point as the first grid point not yet tried, derived from the
-  trials themselves, so a resumed grid covers every point exactly once (GridSearch keeps its
-  order in memory only: keras-team/keras-tuner#1055).
+The searching, storing and resuming is Keras Tuner's own; the oracles and tuners here add:
+- atomic writes of every state file (`oracle.json`, `trial.json`, `tuner0.json`), and a reload
+  that reconciles the trial files with `oracle.json` after a SIGKILL at any moment: a trial that
+  ended is not re-run, a trial created but never recorded is forgotten and created again;
+- a grid oracle that picks the first grid point not yet tried, derived from the trials
+  themselves: GridSearch keeps its order in memory only, so a resumed GridSearch fails with a
+  KeyError or stops early (keras-team/keras-tuner#1055);
+- a failed trial that trips `max_consecutive_failed_trials` is saved before the search stops
+  (Keras Tuner raises before writing it);
+- each trial's per-epoch history and wall time in `trial_<id>/history.json` (Keras Tuner keeps
+  neither), and one progress line per trial with the time left.
 """
 from __future__ import annotations
 
 import itertools
+import shutil
 import time
 from pathlib import Path
 
 import keras_tuner
 from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.src.tuners import bayesian as kt_bayesian
+from keras_tuner.src.tuners import hyperband as kt_hyperband
 
 from study import storage
 
 HISTORY_FILE = "history.json"
+Status = trial_module.TrialStatus
 
 
-class StudyGridOracle(keras_tuner.oracles.GridSearchOracle):
-    """Grid order as in GridSearch (default first, last hyperparameter fastest), stateless."""
+class _CrashSafeOracle:
+    """Mixin for a Keras Tuner oracle: atomic state files and a reload that survives SIGKILL."""
+
+    def save(self):
+        storage.write_json(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        storage.write_json(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
+
+    def reload(self):
+        super().reload()
+        known = set(self.start_order)
+        for trial_id in list(self.trials):
+            if trial_id not in known:  # created after oracle.json was last written: forget it
+                del self.trials[trial_id]
+                shutil.rmtree(Path(self._project_dir) / f"trial_{trial_id}", ignore_errors=True)
+        for trial_id in list(self._retry_queue):
+            trial = self.trials[trial_id]
+            if trial.status in (Status.COMPLETED, Status.FAILED) and trial_id not in self.end_order:
+                # It ended, but the process died before oracle.json said so: keep the result.
+                self._retry_queue.remove(trial_id)
+                self.end_order.append(trial_id)
+                self._run_times[trial_id] += 1
+        self.save()
+
+    def end_trial(self, trial):
+        try:
+            super().end_trial(trial)
+        except RuntimeError:  # too many consecutive failures, raised before the trial is saved
+            self._save_trial(self.trials[trial.trial_id])
+            self.ongoing_trials = {k: t for k, t in self.ongoing_trials.items() if t.trial_id != trial.trial_id}
+            self.save()
+            raise
+
+
+class GridOracle(_CrashSafeOracle, keras_tuner.Oracle):
+    """GridSearch's order (defaults first, the last hyperparameter fastest), derived from the trials."""
 
     def populate_space(self, trial_id):
         space = self.get_space().space
@@ -34,27 +78,40 @@ class StudyGridOracle(keras_tuner.oracles.GridSearchOracle):
         for combo in itertools.product(*axes):
             values = {hp.name: v for hp, v in zip(space, combo)}
             if not self._duplicate(values):
-                return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+                return {"status": Status.RUNNING, "values": values}
         if self.ongoing_trials:
-            return {"status": trial_module.TrialStatus.IDLE, "values": None}
-        return {"status": trial_module.TrialStatus.STOPPED, "values": None}
-
-    def end_trial(self, trial):
-        keras_tuner.Oracle.end_trial(self, trial)  # skip GridSearchOracle's in-memory bookkeeping
+            return {"status": Status.IDLE, "values": None}
+        return {"status": Status.STOPPED, "values": None}
 
 
-class _Recording:
-    """Mixin for a Keras Tuner tuner: saves histories and timings, prints a line per trial."""
+class BayesianOracle(_CrashSafeOracle, kt_bayesian.BayesianOptimizationOracle):
+    pass
 
-    def __init__(self, *args, planned_trials: int | None = None, log=print, **kwargs):
-        super().__init__(*args, **kwargs)
+
+class HyperbandOracle(_CrashSafeOracle, kt_hyperband.HyperbandOracle):
+    pass
+
+
+class _StudyTuner(keras_tuner.Tuner):
+    """A Keras Tuner tuner that saves histories and timings and prints a line per trial."""
+
+    def __init__(self, oracle, hypermodel, *, planned_trials: int | None = None, log=print, **kwargs):
+        # Straight to Tuner.__init__: Keras Tuner's own subclasses would build their own oracle.
+        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
         self.planned_trials = planned_trials
         self._log = log
         self._started: dict[str, float] = {}
         self._histories: dict[str, dict] = {}
 
+    def save(self):
+        if not self._is_worker():
+            self.oracle.save()
+        storage.write_json(self._get_tuner_fname(), self.get_state())
+
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
+        # tuner0.json is what makes Keras Tuner reload a project: write it as soon as a trial exists.
+        self.save()
         self._started[trial.trial_id] = time.monotonic()
         values = ", ".join(f"{k}={v}" for k, v in trial.hyperparameters.values.items())
         self._log(f"trial {trial.trial_id} started: {values}")
@@ -77,20 +134,20 @@ class _Recording:
         self._log(self._progress_line(self.oracle.get_trial(trial.trial_id), seconds))
 
     def _progress_line(self, trial, seconds: float) -> str:
-        if trial.status == trial_module.TrialStatus.COMPLETED:
+        if trial.status == Status.COMPLETED:
             outcome = f"val_accuracy {trial.score:.4f}"
         else:
             reason = (trial.message or "").strip().splitlines()
             outcome = f"{trial.status}: {reason[-1] if reason else 'no reason given'}"
         line = f"trial {trial.trial_id} {outcome} in {_duration(seconds)}"
         best = self.oracle.get_best_trials(1)
-        if best and best[0].status == trial_module.TrialStatus.COMPLETED:
+        if best and best[0].status == Status.COMPLETED:
             line += f"; best {best[0].score:.4f} (trial {best[0].trial_id})"
-        done = [t for t in self.oracle.trials.values() if t.status != trial_module.TrialStatus.RUNNING]
-        if self.planned_trials:
+        if self.planned_trials and not self._is_worker():  # a worker cannot see the other trials
+            done = [t for t in self.oracle.trials.values() if t.status in (Status.COMPLETED, Status.FAILED)]
             remaining = max(0, self.planned_trials - len(done))
-            per_trial = self._mean_trial_seconds()
             line += f"; {len(done)}/{self.planned_trials} done"
+            per_trial = self._mean_trial_seconds()
             if remaining and per_trial:
                 line += f", about {_duration(remaining * per_trial)} left"
         return line
@@ -104,18 +161,27 @@ class _Recording:
         return sum(times) / len(times) if times else None
 
 
-class GridSearch(_Recording, keras_tuner.Tuner):
+class GridSearch(_StudyTuner):
     def __init__(self, hypermodel, *, objective, max_trials=None, seed=None, **kwargs):
-        oracle = StudyGridOracle(objective=objective, max_trials=max_trials, seed=seed)
-        super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
+        oracle = GridOracle(objective=objective, max_trials=max_trials, seed=seed)
+        super().__init__(oracle, hypermodel, **kwargs)
 
 
-class BayesianOptimization(_Recording, keras_tuner.BayesianOptimization):
-    pass
+class BayesianOptimization(_StudyTuner):
+    def __init__(self, hypermodel, *, objective, max_trials=10, num_initial_points=None, seed=None, **kwargs):
+        oracle = BayesianOracle(
+            objective=objective, max_trials=max_trials, num_initial_points=num_initial_points, seed=seed
+        )
+        super().__init__(oracle, hypermodel, **kwargs)
 
 
-class Hyperband(_Recording, keras_tuner.Hyperband):
-    pass
+class Hyperband(_StudyTuner, keras_tuner.Hyperband):
+    """Keras Tuner's Hyperband (its run_trial and checkpoint loading), on the crash-safe oracle."""
+
+    def __init__(self, hypermodel, *, objective, max_epochs, factor=3, max_trials=None, seed=None, **kwargs):
+        oracle = HyperbandOracle(objective=objective, max_epochs=max_epochs, factor=factor, seed=seed)
+        oracle.max_trials = max_trials
+        super().__init__(oracle, hypermodel, **kwargs)
 
 
 TUNERS = {"grid": GridSearch, "bayesian": BayesianOptimization, "hyperband": Hyperband}
@@ -126,4 +192,3 @@ def _duration(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
-
