@@ -73,3 +73,60 @@ def write_tables(frame: pd.DataFrame, project_dir: str | Path) -> None:
     project_dir = Path(project_dir)
     storage.write_text(project_dir / "trials.csv", frame.to_csv(index=False))
     storage.write_text(project_dir / "trials.md", markdown_table(frame) + "\n")
+
+
+# --- for the report: search progress, the best trial, intervals ----------------------------------
+
+def best_so_far(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per trial in run order: trial number (1-based), cumulative epochs trained, best val accuracy so far.
+
+    Failed trials count (they cost epochs) but never raise the best; rows before the first
+    completed trial have no best (NaN).
+    """
+    ordered = frame.sort_values("trial_id", key=lambda s: s.astype(str)).reset_index(drop=True)
+    epochs = pd.to_numeric(ordered["epochs"], errors="coerce").fillna(0)
+    scores = pd.to_numeric(ordered["val_accuracy"], errors="coerce")
+    scores = scores.where(ordered["status"] == "COMPLETED")
+    return pd.DataFrame(
+        {
+            "trial": range(1, len(ordered) + 1),
+            "trial_id": ordered["trial_id"].astype(str),
+            "cumulative_epochs": epochs.cumsum().astype(int),
+            "best_val_accuracy": scores.cummax().ffill(),
+        }
+    )
+
+
+def best_trial(frame: pd.DataFrame) -> pd.Series | None:
+    """The completed trial with the highest validation accuracy (the earliest on a tie); None if none completed."""
+    done = frame[(frame["status"] == "COMPLETED") & frame["val_accuracy"].notna()]
+    if done.empty:
+        return None
+    done = done.sort_values("trial_id", key=lambda s: s.astype(str), kind="stable")
+    return done.loc[pd.to_numeric(done["val_accuracy"]).idxmax()]
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion (test accuracy of one model on n images)."""
+    from scipy.stats import norm
+
+    if n <= 0:
+        return (math.nan, math.nan)
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_interval(values, confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of repeated runs (e.g. test accuracy over seeds); NaN for fewer than 2."""
+    from scipy.stats import t
+
+    values = [float(v) for v in values]
+    if len(values) < 2:
+        return (math.nan, math.nan)
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    half = float(t.ppf(0.5 + confidence / 2, len(values) - 1)) * sd / math.sqrt(len(values))
+    return (mean - half, mean + half)
