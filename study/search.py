@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -145,8 +146,11 @@ def prepare_project(cfg: SearchConfig, log=print) -> bool:
         return False
     if not saved.exists():
         if project.exists() and any(project.iterdir()):
-            if not (project / "oracle.json").exists() and not any(project.glob("trial_*")):
-                raise StudyError(f"{project} exists and is not a study project; choose another --project-name")
+            # Keras Tuner would reload whatever search space it finds there (keras-team/keras-tuner#149).
+            raise StudyError(
+                f"{project} exists but was not written by study.search (no config.json); "
+                "pass --overwrite to replace it or --project-name NEW to keep it"
+            )
         return False
     try:
         old = SearchConfig.from_json(saved.read_text())
@@ -208,6 +212,7 @@ def run(cfg: SearchConfig, log=print):
         )
     tuner.oracle.verbose = 0  # one line per trial comes from study.tuners instead
     kt_config.DEBUG = False  # a failed trial's traceback goes to trial.json, not the screen
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices for every new model
     done = sum(t.status in ("COMPLETED", "FAILED") for t in tuner.oracle.trials.values())
     if resuming:
         log(f"resuming {cfg.project_dir}: {done} trials already done (--overwrite starts over)")

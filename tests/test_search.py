@@ -135,3 +135,33 @@ def test_consecutive_failures_stop_with_a_clear_message(tiny_data, tmp_path, cap
     assert len(err) == 1 and "consecutive failures" in err[0] and "trials.csv" in err[0]
     table = pd.read_csv(tmp_path / "runs" / "grid" / "trials.csv")
     assert table.status.tolist() == ["FAILED"] * 3
+
+
+def test_same_seed_same_trials_and_metrics(tiny_data, tmp_path):
+    common = ["--tuner", "bayesian", "--data-dir", str(tiny_data), "--epochs", "2", "--max-trials", "3",
+              "--initial-points", "2", "--seed", "5"]
+    tables = []
+    for run in ("a", "b"):
+        assert search.main([*common, "--directory", str(tmp_path / run)]) == 0
+        tables.append(pd.read_csv(tmp_path / run / "bayesian" / "trials.csv"))
+    a, b = tables
+    columns = ["optimizer", "learning_rate", "dropout_1", "dropout_2", "dropout_3", "epochs"]
+    pd.testing.assert_frame_equal(a[columns], b[columns])
+    for metric in ("val_accuracy", "val_loss"):
+        assert (a[metric] - b[metric]).abs().max() <= 1e-6
+
+
+def test_unwritable_directory_is_one_line_exit_2(tiny_data, tmp_path, capsys):
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert search.main(["--data-dir", str(tiny_data), "--directory", str(tmp_path / "file" / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot write to" in err and len(err.splitlines()) == 1
+
+
+def test_project_without_config_json_is_not_silently_reused(tiny_data, tmp_path, capsys):
+    project = tmp_path / "grid"
+    project.mkdir()
+    (project / "oracle.json").write_text("{}")
+    assert search.main(["--data-dir", str(tiny_data), "--directory", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "--project-name" in err

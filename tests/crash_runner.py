@@ -1,0 +1,82 @@
+"""Runs `study.search.main` and SIGKILLs itself at a chosen moment, for the crash tests.
+
+Usage: python tests/crash_runner.py POINT -- SEARCH_ARGS...
+POINT is one of
+  batch:N                  while training, at the N-th batch this process draws (mid-trial)
+  trial-begin:N            as the N-th trial of this process starts (between trials)
+  written:NAME:TEXT:N      just after the N-th atomic write of a file NAME containing TEXT
+  replacing:NAME:N         inside the N-th atomic write of NAME, after the temporary file is
+                           written and before it replaces the old file (mid-write)
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+def _die() -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _arm(point: str) -> None:
+    from study import model, storage, tuners
+
+    kind, *rest = point.split(":")
+    count = {"n": 0}
+
+    def hit(n: int) -> bool:
+        count["n"] += 1
+        return count["n"] == n
+
+    if kind == "batch":
+        original = model.Batches.__getitem__
+
+        def getitem(self, i):
+            if self.shuffle and hit(int(rest[0])):
+                _die()
+            return original(self, i)
+
+        model.Batches.__getitem__ = getitem
+    elif kind == "trial-begin":
+        original = tuners._StudyTuner.on_trial_begin
+
+        def on_trial_begin(self, trial):
+            if hit(int(rest[0])):
+                _die()
+            return original(self, trial)
+
+        tuners._StudyTuner.on_trial_begin = on_trial_begin
+    elif kind == "written":
+        name, text, n = rest
+        original = storage.write_text
+
+        def write_text(path, content):
+            original(path, content)
+            if os.path.basename(path) == name and text in content and hit(int(n)):
+                _die()
+
+        storage.write_text = write_text
+    elif kind == "replacing":
+        name, n = rest
+        original = storage.os.replace
+
+        def replace(src, dst):
+            if os.path.basename(dst) == name and hit(int(n)):
+                _die()
+            return original(src, dst)
+
+        storage.os.replace = replace
+    else:
+        raise SystemExit(f"unknown crash point {point!r}")
+
+
+if __name__ == "__main__":
+    point, sep, *argv = sys.argv[1:]
+    assert sep == "--"
+    if point != "none":
+        _arm(point)
+    from study import search
+
+    raise SystemExit(search.main(argv))
