@@ -13,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 OPTIMIZER_COLORS = {"adam": "tab:blue", "sgd": "tab:orange", "rmsprop": "tab:green"}
 SPLIT_COLORS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
@@ -222,6 +223,7 @@ def accuracy_intervals(table: pd.DataFrame, *, ax: Axes | None = None) -> Figure
         ax.annotate(f"{a:.1%}", (a, yi), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)
     ax.set_yticks(y, table["name"])
     ax.set_ylim(-0.7, len(table) - 0.3)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlabel("test accuracy (95% interval)")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Test accuracy of the final candidates")

@@ -1,0 +1,203 @@
+"""`python -m study.report`: end to end after two tiny searches, the numbers behind it, and bad input."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SHARED_CIFAR, make_dataset
+from PIL import Image
+from sklearn.metrics import classification_report, confusion_matrix
+
+from study import plots, report, search
+from study.config import BASELINE, DataConfig, SearchConfig
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A tiny grid and bayesian search (1 epoch, 2 trials each) and the report on them."""
+    root = tmp_path_factory.mktemp("report")
+    data = make_dataset(root / "data", classes=tuple(f"class{i}" for i in range(10)), n_train=10, n_test=2)
+    runs = root / "tuner_results"
+    for tuner in ("grid", "bayesian"):
+        argv = ["--tuner", tuner, "--data-dir", str(data), "--epochs", "1", "--max-trials", "2", "--directory", str(runs)]
+        assert search.main(argv) == 0
+    assert report.main(["--directory", str(runs), "--output", str(root / "reports"), "--epochs", "1"]) == 0
+    return root
+
+
+def test_every_figure_and_table_is_written_and_referenced(finished):
+    out = finished / "reports"
+    text = (out / "report.md").read_text()
+    figures = sorted((out / "figures").glob("*.png"))
+    expected = {"samples", "label_counts", "baseline_curves", "confusion_matrix", "predictions", "optimizer_validation",
+                "search_progress", "lr_grid", "lr_bayesian", "dropout_grid", "dropout_bayesian", "final_comparison"}
+    assert {f.stem for f in figures} == expected
+    for figure in figures:
+        assert figure.read_bytes().startswith(b"\x89PNG")
+        with Image.open(figure) as image:
+            image.verify()
+        assert f"](figures/{figure.name})" in text
+    tables = sorted((out / "tables").glob("*.csv"))
+    assert {"optimizers", "classification_report", "final_comparison", "trials_grid", "trials_bayesian"} <= {t.stem for t in tables}
+    for table in tables:
+        assert f"](tables/{table.name})" in text
+    assert "No search was found" not in text and "## Final comparison" in text and "**Summary.**" in text
+    assert not list(finished.glob(".reports.*"))  # no temporary folder left behind
+
+
+def test_metrics_hold_the_test_accuracies(finished):
+    out = finished / "reports"
+    metrics = json.loads((out / "metrics.json").read_text())
+    names = [row["name"] for row in metrics["comparison"]]
+    assert names == ["baseline", "bayesian best", "grid best"]
+    for row in metrics["comparison"]:
+        assert 0 <= row["ci_low"] <= row["test_accuracy"] <= row["ci_high"] <= 1
+        assert row["interval"] == "Wilson"
+    assert 0 <= metrics["baseline"]["test_accuracy"] <= 1
+    runs = pd.read_csv(out / "tables" / "runs.csv")
+    assert set(runs.configuration) == {"baseline", "sgd", "rmsprop", "grid best", "bayesian best"}
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["epochs"] == 1 and saved["seeds"] == 1 and saved["data_from"] == "search bayesian"
+
+
+def test_confusion_matrix_and_classification_report_agree_with_sklearn(finished):
+    out = finished / "reports"
+    metrics = json.loads((out / "metrics.json").read_text())
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert len(predictions) == metrics["test_size"] == 20
+    matrix = np.array(metrics["baseline"]["confusion_matrix"])
+    assert matrix.sum() == metrics["test_size"]
+    assert (matrix == confusion_matrix(predictions.true, predictions.predicted, labels=range(10))).all()
+    expected = classification_report(predictions.true, predictions.predicted, labels=range(10),
+                                     target_names=metrics["class_names"], output_dict=True, zero_division=0)
+    table = pd.read_csv(out / "tables" / "classification_report.csv").set_index("class")
+    for name in metrics["class_names"]:
+        for column in ("precision", "recall", "f1-score", "support"):
+            assert table.loc[name, column] == pytest.approx(expected[name][column])
+    assert np.mean(predictions.true == predictions.predicted) == pytest.approx(metrics["baseline"]["test_accuracy"])
+
+
+def test_best_configuration_is_the_highest_validation_accuracy(finished):
+    metrics = json.loads((finished / "reports" / "metrics.json").read_text())
+    for name in ("grid", "bayesian"):
+        trials = pd.read_csv(finished / "tuner_results" / name / "trials.csv", dtype={"trial_id": str})
+        top = trials[trials.status == "COMPLETED"].sort_values("trial_id").val_accuracy.idxmax()
+        picked = metrics["arms"][f"{name} best"]["hyperparameters"]
+        assert picked == {k: trials.loc[top, k] for k in BASELINE.hyperparameters()}
+        assert next(s for s in metrics["searches"] if s["name"] == name)["best_trial_id"] == trials.loc[top, "trial_id"]
+
+
+def test_optimizers_start_from_identical_weights_with_the_same_data_order(finished):
+    runs = pd.read_csv(finished / "reports" / "tables" / "runs.csv").set_index("configuration")
+    assert runs.loc[["baseline", "sgd", "rmsprop"], "initial_weights_sha1"].nunique() == 1
+    models = [report.initial_model((16, 16, 3), 3, {**BASELINE.hyperparameters(), "optimizer": o}, seed=5)
+              for o in ("adam", "sgd", "rmsprop")]
+    for model in models[1:]:
+        for a, b in zip(models[0].get_weights(), model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    other = report.initial_model((16, 16, 3), 3, BASELINE.hyperparameters(), seed=6)
+    assert not np.array_equal(other.get_weights()[0], models[0].get_weights()[0])
+
+
+def _fake_retrain(data, name, hyperparameters, seed, cfg, verbose=2):
+    """No training: a Run with a plausible history and deterministic predictions."""
+    y_pred = (data.y_test + (np.arange(len(data.y_test)) % 3 == 0)) % data.num_classes
+    history = {k: [0.2, 0.4] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    return report.Run(name, dict(hyperparameters), seed, history, 1.0, float(np.mean(y_pred == data.y_test)), 1.0,
+                      y_pred, f"weights-{seed}")
+
+
+def test_no_search_still_reports_data_and_baseline_and_replaces_the_old_report(tiny_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report, "retrain", _fake_retrain)
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "README.md").write_text("kept")
+    (out / "report.md").write_text("stale")
+    (out / "stale.png").write_text("stale")
+    argv = ["--data-dir", str(tiny_data), "--directory", str(tmp_path / "none"), "--output", str(out), "--seeds", "2"]
+    assert report.main(argv) == 0
+    text = (out / "report.md").read_text()
+    assert "No search was found" in text and "## Data" in text and "## Baseline" in text
+    assert "![confusion matrix](figures/confusion_matrix.png)" in text
+    assert not (out / "stale.png").exists() and (out / "README.md").read_text() == "kept"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["name"] for r in metrics["comparison"]] == ["baseline"]
+    assert metrics["comparison"][0]["interval"] == "t" and metrics["comparison"][0]["seeds"] == [1, 2]
+    assert "none found" in capsys.readouterr().out
+
+
+def test_a_crash_while_rendering_keeps_the_previous_report(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "retrain", _fake_retrain)
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "report.md").write_text("previous")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(plots, "confusion_heatmap", broken)
+    with pytest.raises(RuntimeError):
+        report.main(["--data-dir", str(tiny_data), "--directory", str(tmp_path / "none"), "--output", str(out)])
+    assert (out / "report.md").read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["reports", "tiny"]
+
+
+def _project(directory, name, **config):
+    folder = directory / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({**SearchConfig(**config).to_dict(), "class_names": ["a", "b"]}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "setup, extra, message",
+    [
+        (lambda d: (d / "grid").mkdir(parents=True), [], "is not a study search"),
+        (lambda d: _project(d, "grid").joinpath("config.json").write_text("{not json"), [], "cannot read the search"),
+        (lambda d: d.parent.mkdir(exist_ok=True) or d.write_text("a file"), [], "is not a directory"),
+        (lambda d: None, ["--epochs", "0"], "--epochs must be > 0"),
+        (lambda d: None, ["--seeds", "-1"], "--seeds must be > 0"),
+        (lambda d: None, ["--output", "OUT_UNDER_FILE"], "not a writable directory"),
+        (lambda d: None, ["--output", "FOREIGN"], "holds files that are not a report"),
+        (lambda d: None, ["--data-dir", "MISSING"], "no such file or directory"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, setup, extra, message):
+    runs = tmp_path / "runs"
+    setup(runs)
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "thesis.tex").write_text("x")
+    paths = {"OUT_UNDER_FILE": str(tmp_path / "a_file" / "reports"), "FOREIGN": str(tmp_path / "foreign"),
+             "MISSING": str(tmp_path / "missing")}
+    extra = [paths.get(e, e) for e in extra]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert report.main(["--directory", str(runs), "--output", str(tmp_path / "reports"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("python -m study.report: error: ") and message in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_data_comes_from_the_first_search_unless_flags_are_given(tmp_path):
+    runs = tmp_path / "runs"
+    _project(runs, "a", seed=7, data=DataConfig(data_dir="x.tar.gz", subset=500, split_seed=3))
+    _project(runs, "b", data=DataConfig(data_dir="y.tar.gz"))
+    searches = report.find_searches(runs)
+    cfg, warnings = report.resolve_config(report.build_parser().parse_args([]), searches)
+    assert cfg.data == DataConfig(data_dir="x.tar.gz", subset=500, split_seed=3) and cfg.data_from == "search a"
+    assert cfg.seed == 7 and len(warnings) == 1 and "different data" in warnings[0]
+    cfg, _ = report.resolve_config(report.build_parser().parse_args(["--data-dir", "z", "--seed", "2"]), searches)
+    assert cfg.data == DataConfig(data_dir="z") and cfg.data_from == "flags" and cfg.seed == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_CIFAR.exists(), reason=f"{SHARED_CIFAR} is absent")
+def test_real_data_report(tmp_path):
+    runs = tmp_path / "runs"
+    argv = ["--data-dir", str(SHARED_CIFAR), "--subset", "200", "--epochs", "1", "--directory", str(runs)]
+    assert search.main([*argv, "--tuner", "grid", "--max-trials", "2"]) == 0
+    assert report.main(["--directory", str(runs), "--output", str(tmp_path / "out"), "--epochs", "1"]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert re.search(r"\| airplane +\|", text)  # class names from the folders
