@@ -131,6 +131,11 @@ class SearchConfig:
     early_stopping: int | None = 3  # patience on val_loss; None: off
     initial_points: int | None = None  # bayesian: random trials first; None: a third of max_trials
     overwrite: bool = False
+    # Distributed tuning (Keras Tuner's chief/worker mode); None: one process, or the environment's
+    # KERASTUNER_* variables when they are set.
+    role: str | None = None  # "chief" or "worker"
+    oracle: str | None = None  # HOST:PORT the chief listens on / the workers call
+    worker_id: int | None = None  # a worker's KERASTUNER_TUNER_ID is tuner<worker_id>
     data: DataConfig = field(default_factory=DataConfig)
     space: SearchSpace = field(default_factory=SearchSpace)
 
@@ -155,6 +160,16 @@ class SearchConfig:
             raise StudyError(f"--early-stopping must be >= 0, got {self.early_stopping}")
         if self.seed < 0:
             raise StudyError(f"--seed must be >= 0, got {self.seed}")
+        if self.worker_id is not None and self.worker_id < 0:
+            raise StudyError(f"--worker-id must be >= 0, got {self.worker_id}")
+        if self.role is None and (self.oracle or self.worker_id is not None):
+            raise StudyError("--oracle and --worker-id go with --role chief|worker")
+        if self.role == "worker" and self.overwrite:
+            raise StudyError("--overwrite is for the chief: a worker must not delete the shared project")
+        if self.oracle:
+            host, _, port = self.oracle.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise StudyError(f"--oracle must be HOST:PORT, got {self.oracle!r}")
         if self.tuner not in TUNERS:
             raise StudyError(f"unknown tuner {self.tuner!r}; choose from {', '.join(TUNERS)}")
         if min(self.data.image_size) < 8:
@@ -164,7 +179,7 @@ class SearchConfig:
     def differences(self, old: SearchConfig) -> list[str]:
         """What differs from `old` in a way that makes its trials incomparable (max_trials may grow)."""
         mine, theirs = self.to_dict(), old.to_dict()
-        same_anyway = {"max_trials", "overwrite", "directory", "project_name"}
+        same_anyway = {"max_trials", "overwrite", "directory", "project_name", "role", "oracle", "worker_id"}
         return [k for k in mine if k not in same_anyway and mine[k] != theirs.get(k)]
 
     def to_json(self) -> str:

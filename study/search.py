@@ -18,6 +18,7 @@ from study import storage
 from study.config import BASELINE, OPTIMIZERS, TUNERS, DataConfig, SearchConfig, SearchSpace, StudyError
 
 PROG = "python -m study.search"
+DEFAULT_ORACLE = "127.0.0.1:8000"
 
 
 class SearchStopped(Exception):
@@ -95,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project-name", help="project folder inside --directory (default: the tuner's name)")
     p.add_argument("--overwrite", action="store_true", help="delete the project and start over (default: resume it)")
     add_data_arguments(p)
+    d = p.add_argument_group(
+        "distributed tuning",
+        "Keras Tuner's chief/worker mode: run the same command once with --role chief and once per "
+        "worker; the chief hands out trials over gRPC (no authentication, no encryption: trusted "
+        "networks only). Equivalent to setting KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and "
+        "KERASTUNER_ORACLE_PORT.",
+    )
+    d.add_argument("--role", choices=("chief", "worker"), help="this process's role")
+    d.add_argument("--oracle", metavar="HOST:PORT", help=f"where the chief listens (default: {DEFAULT_ORACLE}, "
+                   "loopback only; 0.0.0.0:PORT listens on every interface) / what the workers call")
+    d.add_argument("--worker-id", type=int, metavar="N", help="a worker's unique number (default: 0)")
     s = p.add_argument_group(
         "search space", "comma-separated lists; a grid tries every combination, the notebook's values first"
     )
@@ -130,7 +142,8 @@ def parse_config(argv: Sequence[str] | None = None) -> SearchConfig:
         tuner=args.tuner, directory=args.directory, project_name=args.project_name, max_trials=max_trials,
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
         early_stopping=args.early_stopping or None, initial_points=args.initial_points,
-        overwrite=args.overwrite, data=data_config(args), space=space,
+        overwrite=args.overwrite, role=args.role, oracle=args.oracle, worker_id=args.worker_id,
+        data=data_config(args), space=space,
     )  # fmt: skip
     cfg.validate()
     return cfg
@@ -165,6 +178,21 @@ def prepare_project(cfg: SearchConfig, log=print) -> bool:
     return True
 
 
+def distributed_role(cfg: SearchConfig) -> str | None:
+    """Set Keras Tuner's KERASTUNER_* variables from the flags; returns "chief", "worker" or None."""
+    if cfg.role:
+        host, _, port = (cfg.oracle or DEFAULT_ORACLE).rpartition(":")
+        os.environ["KERASTUNER_ORACLE_IP"] = host
+        os.environ["KERASTUNER_ORACLE_PORT"] = port
+        os.environ["KERASTUNER_TUNER_ID"] = "chief" if cfg.role == "chief" else f"tuner{cfg.worker_id or 0}"
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return None
+    missing = [v for v in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID") if v not in os.environ]
+    if missing:
+        raise StudyError(f"KERASTUNER_ORACLE_IP is set but {' and '.join(missing)} is not")
+    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
+
+
 def run(cfg: SearchConfig, log=print):
     """Load the data, run (or resume) the search, write the tables; returns the trials DataFrame."""
     # Heavy imports (TensorFlow) only once the arguments and the data are known to be good.
@@ -179,12 +207,16 @@ def run(cfg: SearchConfig, log=print):
     from study.hypermodel import CNNHyperModel
     from study.tuners import TUNERS as TUNER_CLASSES
 
-    resuming = prepare_project(cfg, log)
+    role = distributed_role(cfg)
+    # A worker leaves the project's configuration to the chief; with a shared filesystem they
+    # would otherwise race on it.
+    resuming = prepare_project(cfg, log) if role != "worker" else False
     try:
         cfg.project_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StudyError(f"cannot write to {cfg.project_dir}: {e.strerror}") from None
-    storage.write_json(cfg.project_dir / "config.json", {**cfg.to_dict(), "class_names": data.class_names})
+    if role != "worker":
+        storage.write_json(cfg.project_dir / "config.json", {**cfg.to_dict(), "class_names": data.class_names})
 
     hypermodel = CNNHyperModel(
         data.input_shape, data.num_classes, space=cfg.space, epochs=cfg.epochs,
@@ -213,9 +245,15 @@ def run(cfg: SearchConfig, log=print):
     tuner.oracle.verbose = 0  # one line per trial comes from study.tuners instead
     kt_config.DEBUG = False  # a failed trial's traceback goes to trial.json, not the screen
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices for every new model
-    done = sum(t.status in ("COMPLETED", "FAILED") for t in tuner.oracle.trials.values())
     if resuming:
+        done = sum(t.status in ("COMPLETED", "FAILED") for t in tuner.oracle.trials.values())
         log(f"resuming {cfg.project_dir}: {done} trials already done (--overwrite starts over)")
+    if role == "chief":
+        log(f"chief: serving the {cfg.tuner} oracle on {os.environ['KERASTUNER_ORACLE_IP']}:"
+            f"{os.environ['KERASTUNER_ORACLE_PORT']} until every worker is done")
+    elif role == "worker":
+        log(f"worker {os.environ['KERASTUNER_TUNER_ID']}: running trials from the chief at "
+            f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}")
     log(f"{cfg.tuner} search into {cfg.project_dir}")
     try:
         tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val))
@@ -226,8 +264,13 @@ def run(cfg: SearchConfig, log=print):
             f"{str(e).splitlines()[0]}; see the error column of {cfg.project_dir / 'trials.csv'}"
         ) from None
     finally:
-        frame = results.trials_frame(cfg.project_dir)
-        results.write_tables(frame, cfg.project_dir)
+        # The chief holds the trials; a worker's folder may not (without a shared filesystem).
+        if role != "worker":
+            frame = results.trials_frame(cfg.project_dir)
+            results.write_tables(frame, cfg.project_dir)
+    if role == "worker":
+        log("worker done: the chief writes the trials table")
+        return None
     best = tuner.oracle.get_best_trials(1)
     if best and best[0].status == "COMPLETED":
         values = ", ".join(f"{k}={v}" for k, v in best[0].hyperparameters.values.items())

@@ -108,7 +108,15 @@ class _StudyTuner(keras_tuner.Tuner):
             self.oracle.save()
         storage.write_json(self._get_tuner_fname(), self.get_state())
 
+    def pre_create_trial(self):
+        # Keras Tuner asks again at once when the oracle answers IDLE (a grid whose last points
+        # are running on other workers): wait a little between such requests.
+        self._idle_requests = getattr(self, "_idle_requests", 0) + 1
+        if self._idle_requests > 1:
+            time.sleep(min(2.0, 0.1 * self._idle_requests))
+
     def on_trial_begin(self, trial):
+        self._idle_requests = 0
         super().on_trial_begin(trial)
         # tuner0.json is what makes Keras Tuner reload a project: write it as soon as a trial exists.
         self.save()
@@ -128,8 +136,9 @@ class _StudyTuner(keras_tuner.Tuner):
         history = self._histories.pop(trial.trial_id, {})
         storage.write_json(
             Path(self.get_trial_dir(trial.trial_id)) / HISTORY_FILE,
-            {"seconds": seconds, "epochs": len(history.get("loss", [])), "history": history},
-        )
+            {"seconds": seconds, "epochs": len(history.get("loss", [])), "tuner_id": self.tuner_id,
+             "history": history},
+        )  # fmt: skip
         super().on_trial_end(trial)
         self._log(self._progress_line(self.oracle.get_trial(trial.trial_id), seconds))
 
