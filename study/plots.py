@@ -137,11 +137,12 @@ def validation_curves(
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, label=name,
                 color=OPTIMIZER_COLORS.get(name.split()[0]))  # fmt: skip
     ax.set_xlabel("epoch")
-    ax.set_ylabel(metric.replace("_", " "))
+    label = metric.replace("val_", "validation ").replace("_", " ")
+    ax.set_ylabel(label)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
-    ax.set_title(f"{metric.replace('_', ' ').capitalize()} per epoch")
+    ax.set_title(f"{label.capitalize()} per epoch")
     return fig
 
 
@@ -200,8 +201,9 @@ def dropout_effect(trials: pd.DataFrame, *, title: str = "") -> Figure:
             ax.set_title(f"{column} (fixed at {values[0]:g})")
         else:
             ax.set_title(column)
+            # A marker per value, not a line: the other hyperparameters vary too, so this is no trend.
             means = done.groupby(column)["val_accuracy"].mean()
-            ax.plot(means.index, means.values, color="gray", linewidth=1, label="mean")
+            ax.scatter(means.index, means.values, marker="_", s=400, color="black", linewidth=1.5, label="mean")
         ax.set_xlim(-0.05, 0.55)
         ax.set_xlabel("dropout rate")
         ax.grid(alpha=0.3)

@@ -372,24 +372,33 @@ def summary_text(rows: list[dict[str, Any]], cfg: ReportConfig, n_test: int, sea
         return (f"No search was found, so only the baseline was evaluated: {_acc(base)} test accuracy "
                 f"(95% interval {_interval(base)}); {noise}.")  # fmt: skip
     winner = max(rows, key=lambda r: r["test_accuracy"])
-    if winner is base or winner["test_accuracy"] == base["test_accuracy"]:
-        best_other = max(rows[1:], key=lambda r: r["test_accuracy"])
-        text = (f"No search's best configuration beat the notebook's baseline ({_hp(base['hyperparameters'])}, "
-                f"{_acc(base)} test accuracy). The closest, {best_other['name']}, reached {_acc(best_other)} "
-                f"({100 * (best_other['test_accuracy'] - base['test_accuracy']):+.1f} points")  # fmt: skip
-        other = best_other
-    else:
+    if winner["test_accuracy"] > base["test_accuracy"]:
         text = (f"**{winner['name']}** ({_hp(winner['hyperparameters'])}) won with {_acc(winner)} test accuracy, "
                 f"{100 * (winner['test_accuracy'] - base['test_accuracy']):+.1f} points against the baseline's "
                 f"{_acc(base)}")  # fmt: skip
         other = winner
+    else:
+        text = (f"No search's best configuration beat the notebook's baseline ({_hp(base['hyperparameters'])}, "
+                f"{_acc(base)} test accuracy).")  # fmt: skip
+        same = [r["name"] for r in rows[1:] if r["hyperparameters"] == base["hyperparameters"]]
+        if same:
+            text += f" {' and '.join(same)} {'is' if len(same) == 1 else 'are'} the baseline's own configuration."
+        different = [r for r in rows[1:] if r["hyperparameters"] != base["hyperparameters"]]
+        if not different:
+            return f"{text} Note that {noise}." + _epochs_note(cfg)
+        other = max(different, key=lambda r: r["test_accuracy"])
+        text += (f" The best other configuration, {other['name']} ({_hp(other['hyperparameters'])}), reached "
+                 f"{_acc(other)}, {100 * (other['test_accuracy'] - base['test_accuracy']):+.1f} points")  # fmt: skip
     significant = other["p_value"] < 0.05
-    text += (f"; {other['test']} test p = {other['p_value']:.3g}: the difference is "
-             f"{'larger than' if significant else 'within'} the noise"
-             f"{'' if significant else ' and could be chance'}). Note that {noise}.")  # fmt: skip
-    if cfg.epochs != BASELINE.epochs:
-        text += f" Every model was trained for {_epochs(cfg.epochs)} instead of the notebook's {BASELINE.epochs}: a quick look."
-    return text
+    text += (f" ({other['test']} test, p = {other['p_value']:.2g}: the difference is "
+             f"{'larger than the noise' if significant else 'within the noise and could be chance'}). Note that {noise}.")
+    return text + _epochs_note(cfg)
+
+
+def _epochs_note(cfg: ReportConfig) -> str:
+    if cfg.epochs == BASELINE.epochs:
+        return ""
+    return f" Every model was trained for {_epochs(cfg.epochs)} instead of the notebook's {BASELINE.epochs}: a quick look."
 
 
 def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: dict[str, list[Run]], warnings: list[str]) -> None:

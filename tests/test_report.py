@@ -201,3 +201,17 @@ def test_real_data_report(tmp_path):
     assert report.main(["--directory", str(runs), "--output", str(tmp_path / "out"), "--epochs", "1"]) == 0
     text = (tmp_path / "out" / "report.md").read_text()
     assert re.search(r"\| airplane +\|", text)  # class names from the folders
+
+
+def test_summary_names_the_winner_the_margin_and_the_noise():
+    cfg = report.ReportConfig(epochs=3)
+    base = {"name": "baseline", "hyperparameters": BASELINE.hyperparameters(), "test_accuracy": 0.40,
+            "test_accuracy_std": float("nan"), "ci_low": 0.37, "ci_high": 0.43, "interval": "Wilson"}
+    other = {**base, "name": "grid best", "hyperparameters": {**BASELINE.hyperparameters(), "optimizer": "rmsprop"},
+             "test_accuracy": 0.45, "test": "McNemar", "p_value": 0.01}
+    text = report.summary_text([base, other], cfg, 1000, True)
+    assert text.startswith("**grid best** (rmsprop, lr 0.001") and "+5.0 points" in text
+    assert "p = 0.01: the difference is larger than the noise" in text and "3 epochs" in text
+    text = report.summary_text([base, {**other, "test_accuracy": 0.39, "p_value": 0.6}], cfg, 1000, True)
+    assert text.startswith("No search's best configuration beat") and "-1.0 points" in text and "could be chance" in text
+    assert "only the baseline" in report.summary_text([base], cfg, 1000, False)
