@@ -143,31 +143,50 @@ class _StudyTuner(keras_tuner.Tuner):
         self._log(self._progress_line(self.oracle.get_trial(trial.trial_id), seconds))
 
     def _progress_line(self, trial, seconds: float) -> str:
+        values = " ".join(f"{k}={v}" for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/"))
         if trial.status == Status.COMPLETED:
             outcome = f"val_accuracy {trial.score:.4f}"
         else:
             reason = (trial.message or "").strip().splitlines()
             outcome = f"{trial.status}: {reason[-1] if reason else 'no reason given'}"
-        line = f"trial {trial.trial_id} {outcome} in {_duration(seconds)}"
+        line = f"trial {trial.trial_id} ({values}): {outcome} in {_duration(seconds)}"
         best = self.oracle.get_best_trials(1)
         if best and best[0].status == Status.COMPLETED:
             line += f"; best {best[0].score:.4f} (trial {best[0].trial_id})"
-        if self.planned_trials and not self._is_worker():  # a worker cannot see the other trials
-            done = [t for t in self.oracle.trials.values() if t.status in (Status.COMPLETED, Status.FAILED)]
-            remaining = max(0, self.planned_trials - len(done))
-            line += f"; {len(done)}/{self.planned_trials} done"
-            per_trial = self._mean_trial_seconds()
-            if remaining and per_trial:
-                line += f", about {_duration(remaining * per_trial)} left"
+        if not self._is_worker():  # a worker cannot see the other trials
+            line += self._time_left()
         return line
 
-    def _mean_trial_seconds(self) -> float | None:
-        times = []
-        for trial_id in self.oracle.trials:
-            path = Path(self.get_trial_dir(trial_id)) / HISTORY_FILE
+    def planned(self) -> tuple[int, int] | None:
+        """(trials, epochs) the whole search is set to spend, for the progress estimate."""
+        if self.planned_trials is None:
+            return None
+        return self.planned_trials, self.planned_trials * self.hypermodel.epochs
+
+    def _epoch_budget(self, trial) -> int:
+        values = trial.hyperparameters.values
+        if "tuner/epochs" in values:  # Hyperband: this round's epochs, on top of the previous round's
+            return values["tuner/epochs"] - values.get("tuner/initial_epoch", 0)
+        return self.hypermodel.epochs
+
+    def _time_left(self) -> str:
+        """Seconds per budgeted epoch so far (early stopping included) times the budget left."""
+        plan = self.planned()
+        if not plan:
+            return ""
+        planned_trials, planned_epochs = plan
+        done = [t for t in self.oracle.trials.values() if t.status in (Status.COMPLETED, Status.FAILED)]
+        text = f"; {len(done)}/{planned_trials} done"
+        seconds = budget = 0.0
+        for t in done:
+            path = Path(self.get_trial_dir(t.trial_id)) / HISTORY_FILE
             if path.exists():
-                times.append(storage.read_json(path)["seconds"])
-        return sum(times) / len(times) if times else None
+                seconds += storage.read_json(path)["seconds"]
+                budget += self._epoch_budget(t)
+        remaining = planned_epochs - sum(self._epoch_budget(t) for t in done)
+        if remaining > 0 and budget:
+            text += f", about {_duration(remaining * seconds / budget)} left"
+        return text
 
 
 class GridSearch(_StudyTuner):
@@ -191,6 +210,20 @@ class Hyperband(_StudyTuner, keras_tuner.Hyperband):
         oracle = HyperbandOracle(objective=objective, max_epochs=max_epochs, factor=factor, seed=seed)
         oracle.max_trials = max_trials
         super().__init__(oracle, hypermodel, **kwargs)
+
+    def planned(self) -> tuple[int, int]:
+        # Keras Tuner's own bracket arithmetic: round r of bracket b has _get_size(b, r) trials,
+        # each training from the previous round's epochs up to _get_epochs(b, r).
+        oracle, trials, epochs = self.oracle, 0, 0
+        for b in range(oracle._get_num_brackets()):
+            for r in range(oracle._get_num_rounds(b)):
+                size = oracle._get_size(b, r)
+                trials += size
+                epochs += size * (oracle._get_epochs(b, r) - (oracle._get_epochs(b, r - 1) if r else 0))
+        if oracle.max_trials:
+            epochs = epochs * min(1.0, oracle.max_trials / trials)
+            trials = min(trials, oracle.max_trials)
+        return trials, round(epochs)
 
 
 TUNERS = {"grid": GridSearch, "bayesian": BayesianOptimization, "hyperband": Hyperband}
