@@ -32,8 +32,6 @@ def read_json(path: str | Path) -> Any:
 
 
 def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
-    if hasattr(obj, "tolist"):
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars
         return obj.tolist()
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
