@@ -215,3 +215,10 @@ def test_summary_names_the_winner_the_margin_and_the_noise():
     text = report.summary_text([base, {**other, "test_accuracy": 0.39, "p_value": 0.6}], cfg, 1000, True)
     assert text.startswith("No search's best configuration beat") and "-1.0 points" in text and "could be chance" in text
     assert "only the baseline" in report.summary_text([base], cfg, 1000, False)
+
+
+def test_trial_ids_keep_their_leading_zeros(finished):
+    text = (finished / "reports" / "report.md").read_text()
+    for name in ("grid", "bayesian"):
+        for trial_id in pd.read_csv(finished / "tuner_results" / name / "trials.csv", dtype={"trial_id": str}).trial_id:
+            assert re.search(rf"^\| {trial_id} +\| COMPLETED", text, re.M)
