@@ -288,15 +288,10 @@ class _Writer:
         return f"![{alt}](figures/{name}.png)"
 
     def table(self, frame, name: str, shown=None) -> str:
-        import pandas as pd
-        from tabulate import tabulate
+        from study.results import markdown_table
 
         frame.to_csv(self.root / "tables" / f"{name}.csv", index=False)
-        shown = frame if shown is None else shown
-        # Text columns stay text: tabulate would turn trial id "0003" into 3.
-        text = [i for i, kind in enumerate(shown.dtypes) if not pd.api.types.is_numeric_dtype(kind)]
-        table = tabulate(shown, headers="keys", tablefmt="github", showindex=False, floatfmt=".4f",
-                         missingval="", disable_numparse=text)  # fmt: skip
+        table = markdown_table(frame if shown is None else shown)
         return f"{table}\n\n<sub>[tables/{name}.csv](tables/{name}.csv)</sub>"
 
 

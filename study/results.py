@@ -9,7 +9,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from study import storage
-from study.tuners import HISTORY_FILE
+
+HISTORY_FILE = "history.json"  # per trial, written by study.tuners: per-epoch metrics, epochs, seconds
 
 HYPERPARAMETERS = ("optimizer", "learning_rate", "dropout_1", "dropout_2", "dropout_3")
 METRIC_COLUMNS = ("val_accuracy", "val_loss", "best_epoch", "epochs", "seconds")
@@ -65,7 +66,14 @@ def _metric_at(metrics: dict, name: str, step) -> float | None:
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
-    return tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=floatfmt, missingval="")
+    """GitHub Markdown; text columns stay text (tabulate would turn trial id "0003" into 3)."""
+    text = [i for i, kind in enumerate(frame.dtypes) if not pd.api.types.is_numeric_dtype(kind)]
+    frame = frame.copy()
+    for i in text:  # missingval only replaces None, not NaN
+        column = frame.iloc[:, i]
+        frame.isetitem(i, column.astype(object).where(column.notna(), None))
+    return tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=floatfmt,
+                    missingval="", disable_numparse=text)  # fmt: skip
 
 
 def write_tables(frame: pd.DataFrame, project_dir: str | Path) -> None:

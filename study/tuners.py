@@ -25,8 +25,7 @@ from keras_tuner.src.tuners import bayesian as kt_bayesian
 from keras_tuner.src.tuners import hyperband as kt_hyperband
 
 from study import storage
-
-HISTORY_FILE = "history.json"
+from study.results import HISTORY_FILE
 Status = trial_module.TrialStatus
 
 

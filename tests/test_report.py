@@ -222,3 +222,18 @@ def test_trial_ids_keep_their_leading_zeros(finished):
     for name in ("grid", "bayesian"):
         for trial_id in pd.read_csv(finished / "tuner_results" / name / "trials.csv", dtype={"trial_id": str}).trial_id:
             assert re.search(rf"^\| {trial_id} +\| COMPLETED", text, re.M)
+
+
+def test_failed_trials_are_shown_and_never_picked(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "retrain", _fake_retrain)
+    runs = tmp_path / "tuner_results"
+    argv = ["--data-dir", str(tiny_data), "--epochs", "1", "--directory", str(runs),
+            "--optimizers", "sgd", "--learning-rates", "1e12,0.01"]
+    assert search.main(argv) == 0
+    trials = pd.read_csv(runs / "grid" / "trials.csv")
+    assert trials.status.tolist() == ["FAILED", "COMPLETED"]
+    assert report.main(["--directory", str(runs), "--output", str(tmp_path / "out"), "--epochs", "1"]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "FAILED" in text and "nan" in text.lower()  # the failed row and its reason
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["arms"]["grid best"]["hyperparameters"]["learning_rate"] == 0.01
