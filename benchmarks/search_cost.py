@@ -21,6 +21,7 @@ import contextlib
 import io
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -54,8 +55,39 @@ def cost_to_reach(frame, target: float) -> dict:
     return {"reached": False, "epochs": epochs, "seconds": seconds, "trials": len(frame)}
 
 
+class _StampedLog(io.TextIOBase):
+    """Collects printed lines with the time each was printed, to check the search's estimates later."""
+
+    def __init__(self):
+        self.lines: list[tuple[float, str]] = []
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        *done, self._partial = (self._partial + text).split("\n")
+        now = time.monotonic()
+        self.lines += [(now, line) for line in done]
+        return len(text)
+
+
+_PROGRESS = re.compile(r"^trial (\S+) .* (\d+)/(\d+) done(?:, about (\S+) left)?")
+
+
+def _seconds(text: str) -> float:
+    parts = dict((unit, float(v)) for v, unit in re.findall(r"(\d+)([hms])", text))
+    return parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
+
+
+def eta_errors(lines: list[tuple[float, str]]) -> list[tuple[int, float, float]]:
+    """(trials done, estimated seconds left, actual seconds left) after each finished trial."""
+    progress = [(t, m) for t, line in lines if (m := _PROGRESS.match(line))]
+    if not progress:
+        return []
+    end = progress[-1][0]
+    return [(int(m.group(2)), _seconds(m.group(4)), end - t) for t, m in progress if m.group(4)]
+
+
 def run_strategy(name: str, args: argparse.Namespace, directory: str):
-    """Run one strategy's search quietly; returns its trials DataFrame and wall time."""
+    """Run one strategy's search quietly; returns its trials DataFrame, wall time and timed log."""
     sys.path.insert(0, str(ROOT))
     from study import results, search
 
@@ -64,14 +96,23 @@ def run_strategy(name: str, args: argparse.Namespace, directory: str):
         "--seed", str(args.seed), "--directory", directory, "--project-name", name.replace(" ", "_"),
     ]  # fmt: skip
     start = time.perf_counter()
-    log = io.StringIO()
+    log = _StampedLog()
     with contextlib.redirect_stdout(log):
         status = search.main(argv)
     wall = time.perf_counter() - start
+    text = "\n".join(line for _, line in log.lines)
     if status != 0:
-        raise SystemExit(f"{name}: python -m study.search {' '.join(argv)} exited with {status}\n{log.getvalue()[-2000:]}")
-    frame = results.trials_frame(Path(directory) / name.replace(" ", "_"))
-    return frame, wall
+        raise SystemExit(f"{name}: python -m study.search {' '.join(argv)} exited with {status}\n{text[-2000:]}")
+    project = Path(directory) / name.replace(" ", "_")
+    (project / "search.log").write_text(text + "\n")
+    return results.trials_frame(project), wall, log.lines
+
+
+def _report_eta(name: str, lines) -> None:
+    errors = eta_errors(lines)
+    if errors:
+        shown = ", ".join(f"after {k}: {est:.0f} s est. vs {act:.0f} s ({est / act - 1:+.0%})" for k, est, act in errors if act > 0)
+        print(f"  {name} time-left estimates: {shown}", flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,15 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         directory = args.directory or stack.enter_context(tempfile.TemporaryDirectory())
         print(f"subset {args.subset}, {args.epochs} epochs per trial, seed {args.seed}, into {directory}", flush=True)
-        full, wall = run_strategy("full grid", args, directory)
+        full, wall, lines = run_strategy("full grid", args, directory)
         best = full["val_accuracy"].max()
         total = {"epochs": float(full["epochs"].sum()), "seconds": float(full["seconds"].sum())}
         target = best - args.tolerance
         print(f"full grid: {len(full)} trials, {total['epochs']:.0f} epochs, {total['seconds']:.0f} s of training "
               f"({wall:.0f} s wall), best val_accuracy {best:.4f}; target {target:.4f}", flush=True)
+        _report_eta("full grid", lines)
         costs = {}
         for name in chosen:
-            frame, wall = run_strategy(name, args, directory)
+            frame, wall, lines = run_strategy(name, args, directory)
             cost = costs[name] = cost_to_reach(frame, target)
             where = (f"reached the target at trial {cost['trials']}" if cost["reached"]
                      else f"never reached it (best {frame['val_accuracy'].max():.4f})")  # fmt: skip
@@ -116,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{len(frame)} trials, {frame['epochs'].sum()} epochs, {wall:.0f} s wall, best {frame['val_accuracy'].max():.4f}",
                 flush=True,
             )
+            _report_eta(name, lines)
     cost = costs[args.default]
     ratio = cost["epochs"] / total["epochs"] if cost["reached"] else math.inf
     print(f"default strategy: {args.default}")
