@@ -86,12 +86,12 @@ def test_sampling_tuners_resume_to_the_uninterrupted_result(tiny_data, tmp_path,
 
 
 def test_ctrl_c_says_how_to_resume(tiny_data, tmp_path, monkeypatch, capsys):
-    from study import model, search
+    from study import hypermodel, search
 
-    def interrupt(self, i):
+    def interrupt(self, hp, model, *args, **kwargs):  # Ctrl-C arrives in the main thread, mid-training
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(model.Batches, "__getitem__", interrupt)
+    monkeypatch.setattr(hypermodel.CNNHyperModel, "fit", interrupt)
     argv = ["--data-dir", str(tiny_data), "--epochs", "1", "--directory", str(tmp_path)]
     assert search.main(argv) == 130
     assert "rerun the same command to resume" in capsys.readouterr().err
