@@ -45,6 +45,10 @@ class Baseline:
 
 BASELINE = Baseline()
 
+# The notebook's optimizer comparison, each at Keras's default learning rate (what
+# `compile(optimizer="sgd")` gives); the searches explore other learning rates.
+OPTIMIZER_COMPARISON = {"adam": BASELINE.learning_rate, "sgd": 1e-2, "rmsprop": 1e-3}
+
 
 @dataclass(frozen=True)
 class DataConfig:

@@ -12,7 +12,6 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from study import storage
 from study.config import BASELINE, OPTIMIZERS, TUNERS, DataConfig, SearchConfig, SearchSpace, StudyError
@@ -294,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help
         return int(e.code or 0)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; rerun the same command to resume (completed trials are kept)", file=sys.stderr)
+        print("\ninterrupted; rerun the same command to resume (completed trials are kept)", file=sys.stderr)
         return 130
     return 0
 

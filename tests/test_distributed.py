@@ -102,8 +102,8 @@ def test_bad_distribution_flags(extra, message):
 
 
 def test_flags_set_keras_tuner_environment(monkeypatch):
-    for name in ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
-        monkeypatch.delenv(name, raising=False)
+    # A private copy of the environment: the variables set here must not make later tests distributed.
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")})
     assert search.distributed_role(search.parse_config([])) is None
     cfg = search.parse_config(["--role", "worker", "--worker-id", "3"])
     assert search.distributed_role(cfg) == "worker"

@@ -11,7 +11,7 @@ from conftest import SHARED_CIFAR, make_dataset
 from PIL import Image
 from sklearn.metrics import classification_report, confusion_matrix
 
-from study import plots, report, search
+from study import plots, render, report, search
 from study.config import BASELINE, DataConfig, SearchConfig
 
 
@@ -209,12 +209,12 @@ def test_summary_names_the_winner_the_margin_and_the_noise():
             "test_accuracy_std": float("nan"), "ci_low": 0.37, "ci_high": 0.43, "interval": "Wilson"}
     other = {**base, "name": "grid best", "hyperparameters": {**BASELINE.hyperparameters(), "optimizer": "rmsprop"},
              "test_accuracy": 0.45, "test": "McNemar", "p_value": 0.01}
-    text = report.summary_text([base, other], cfg, 1000, True)
+    text = render.summary_text([base, other], cfg, 1000, True)
     assert text.startswith("**grid best** (rmsprop, lr 0.001") and "+5.0 points" in text
     assert "p = 0.01: the difference is larger than the noise" in text and "3 epochs" in text
-    text = report.summary_text([base, {**other, "test_accuracy": 0.39, "p_value": 0.6}], cfg, 1000, True)
+    text = render.summary_text([base, {**other, "test_accuracy": 0.39, "p_value": 0.6}], cfg, 1000, True)
     assert text.startswith("No search's best configuration beat") and "-1.0 points" in text and "could be chance" in text
-    assert "only the baseline" in report.summary_text([base], cfg, 1000, False)
+    assert "only the baseline" in render.summary_text([base], cfg, 1000, False)
 
 
 def test_trial_ids_keep_their_leading_zeros(finished):
