@@ -41,7 +41,7 @@ def as_dataset(batches: Batches, epochs: int = 1) -> tf.data.Dataset:
     """`batches` for `epochs` passes as a tf.data pipeline: one NumPy call per batch, prefetched.
 
     Why not hand the PyDataset to Keras: Keras wraps it in `tf.data.Dataset.from_generator`, which
-    cost about 25% more CPU per image than this on 2 cores (benchmarks/README.md). The batches are
+    cost a third more CPU per image than this on 2 cores (2.10 vs 1.56 ms; benchmarks/README.md). The batches are
     still made by `Batches.__getitem__` (same order, same scaling, no float copy of the data), and
     `on_epoch_end` is called between passes, so the order is exactly that of `Batches`. The first
     batch is read here, in the calling thread (as Keras does for a PyDataset), for the shapes.
