@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repeat every retraining with K seeds: mean, std and a t interval (default: 1, Wilson interval)")
     p.add_argument("--seed", type=int, help="first seed (default: the first search's --seed, else 1)")
     p.add_argument("--batch-size", type=int, default=BASELINE.batch_size, help=f"default: {BASELINE.batch_size}")
+    p.add_argument("--full-data", action="store_true",
+                   help="retrain on every image even if the searches used --subset (search cheaply, report at full budget)")
     add_data_arguments(p)
     # None marks "not given": without data flags the searches' own data configuration is used.
     p.set_defaults(image_size=None, channels=None, split_seed=None)
@@ -133,16 +135,24 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
             f"the searches used different data ({', '.join(s.name for s in searches)}): their validation "
             "accuracies are not comparable with each other; the retrainings below all use the same data"
         )
-    if any(getattr(args, f) is not None for f in _DATA_FLAGS):
-        defaults = DataConfig()
-        filled = {"image_size": defaults.image_size, "channels": defaults.channels, "split_seed": defaults.split_seed}
-        data = data_config(argparse.Namespace(**{f: getattr(args, f) if getattr(args, f) is not None else filled.get(f)
-                                                 for f in _DATA_FLAGS}))  # fmt: skip
-        data_from = "flags"
-    elif searches:
+    # The searches' data, changed field by field by the flags given: e.g. --full-data retrains the
+    # winners of a search run on a --subset on every image (search cheaply, report at full budget).
+    changes = {f: getattr(args, f) for f in _DATA_FLAGS if getattr(args, f) is not None}
+    if args.full_data:
+        if "subset" in changes:
+            raise StudyError("--full-data and --subset contradict each other")
+        changes["subset"] = None
+    if "image_size" in changes:
+        changes["image_size"] = tuple(changes["image_size"])
+    if searches:
         data, data_from = searches[0].config.data, f"search {searches[0].name}"
     else:
         data, data_from = DataConfig(), "default"
+    if changes:
+        data = dataclasses.replace(data, **changes)
+        flags = ", ".join("--full-data" if f == "subset" and args.full_data else f"--{f.replace('_', '-')}"
+                          for f in changes)  # fmt: skip
+        data_from = f"{data_from}, changed by {flags}" if searches else "flags"
     seed = args.seed if args.seed is not None else (searches[0].config.seed if searches else 1)
     cfg = ReportConfig(directory=args.directory, output=args.output, epochs=args.epochs, seeds=args.seeds,
                        seed=seed, batch_size=args.batch_size, data=data, data_from=data_from)  # fmt: skip
@@ -280,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output(Path(cfg.output))
         print(f"configuration: {json.dumps(cfg.to_dict())}", flush=True)
         if cfg.data_from.startswith("search"):
-            print(f"data: as recorded by {cfg.data_from} (pass data flags to change it)", flush=True)
+            print(f"data: as recorded by {cfg.data_from} (data flags change it)", flush=True)
         print(f"searches: {', '.join(s.name for s in searches) or f'none found in {cfg.directory}'}", flush=True)
         run(cfg, searches, warnings, log=lambda msg: print(msg, flush=True))
     except StudyError as e:

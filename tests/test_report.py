@@ -12,7 +12,7 @@ from PIL import Image
 from sklearn.metrics import classification_report, confusion_matrix
 
 from study import plots, render, report, search
-from study.config import BASELINE, DataConfig, SearchConfig
+from study.config import BASELINE, DataConfig, SearchConfig, StudyError
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,14 @@ def test_data_comes_from_the_first_search_unless_flags_are_given(tmp_path):
     assert cfg.data == DataConfig(data_dir="x.tar.gz", subset=500, split_seed=3) and cfg.data_from == "search a"
     assert cfg.seed == 7 and len(warnings) == 1 and "different data" in warnings[0]
     cfg, _ = report.resolve_config(report.build_parser().parse_args(["--data-dir", "z", "--seed", "2"]), searches)
-    assert cfg.data == DataConfig(data_dir="z") and cfg.data_from == "flags" and cfg.seed == 2
+    assert cfg.data == DataConfig(data_dir="z", subset=500, split_seed=3) and cfg.seed == 2
+    assert cfg.data_from == "search a, changed by --data-dir"
+    cfg, _ = report.resolve_config(report.build_parser().parse_args(["--full-data"]), searches)
+    assert cfg.data == DataConfig(data_dir="x.tar.gz", split_seed=3) and cfg.data_from == "search a, changed by --full-data"
+    cfg, _ = report.resolve_config(report.build_parser().parse_args(["--subset", "50"]), [])
+    assert cfg.data == DataConfig(subset=50) and cfg.data_from == "flags"
+    with pytest.raises(StudyError, match="contradict"):
+        report.resolve_config(report.build_parser().parse_args(["--full-data", "--subset", "50"]), searches)
 
 
 @pytest.mark.slow
