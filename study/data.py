@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
+from study import runtime
 from study.config import DataConfig, StudyError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -109,12 +110,15 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         ) from None
     # Sorted: reading order follows the source, which is faster for archives and files.
     fit_idx, val_idx, test_idx = np.sort(fit_idx), np.sort(val_idx), np.sort(test_idx)
-    return Dataset(
+    data = Dataset(
         x_train=train.take(fit_idx), y_train=train.labels[fit_idx],
         x_val=train.take(val_idx), y_val=train.labels[val_idx],
         x_test=test.take(test_idx), y_test=test.labels[test_idx],
         class_names=tuple(classes), source=source,
     )  # fmt: skip
+    del train, test  # their closures hold every encoded image
+    runtime.release_freed_memory()
+    return data
 
 
 def _stratified_take(labels: np.ndarray, n: int, seed: int, what: str) -> np.ndarray:

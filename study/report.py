@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from study import runtime
 from study.config import BASELINE, OPTIMIZER_COMPARISON, DataConfig, SearchConfig, StudyError
-from study.search import add_data_arguments, data_config
+from study.search import add_data_arguments
 
 PROG = "python -m study.report"
 _DATA_FLAGS = ("data_dir", "subset", "image_size", "channels", "split_seed")
@@ -282,7 +283,7 @@ def _swap(new: Path, output: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    runtime.configure()
     try:
         args = build_parser().parse_args(argv)
         searches = find_searches(Path(args.directory))

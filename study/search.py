@@ -13,7 +13,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
-from study import storage
+from study import runtime, storage
 from study.config import BASELINE, OPTIMIZERS, TUNERS, DataConfig, SearchConfig, SearchSpace, StudyError
 
 PROG = "python -m study.search"
@@ -279,7 +279,7 @@ def run(cfg: SearchConfig, log=print):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    runtime.configure()  # TensorFlow's C++ start-up chatter
     try:
         cfg = parse_config(argv)
         print(f"configuration: {json.dumps(cfg.to_dict())}", flush=True)
