@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import keras_tuner
+import numpy as np
 from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.tuners import bayesian as kt_bayesian
 from keras_tuner.src.tuners import hyperband as kt_hyperband
@@ -169,23 +170,29 @@ class _StudyTuner(keras_tuner.Tuner):
         return self.hypermodel.epochs
 
     def _time_left(self) -> str:
-        """Seconds per budgeted epoch so far (early stopping included) times the budget left."""
+        """Time left from the finished trials' cost model: seconds = a + b x epochs run.
+
+        `a` is a trial's fixed cost (building, tracing, the first epoch's warm-up), which dominates
+        Hyperband's 1-epoch trials; `b` a trained epoch's. The epochs left are the budget left,
+        scaled by the share of their budget that trials have used so far (early stopping).
+        """
         plan = self.planned()
         if not plan:
             return ""
         planned_trials, planned_epochs = plan
         done = [t for t in self.oracle.trials.values() if t.status in (Status.COMPLETED, Status.FAILED)]
         text = f"; {len(done)}/{planned_trials} done"
-        seconds = budget = 0.0
+        seconds, epochs, budget = [], [], 0
         for t in done:
             path = Path(self.get_trial_dir(t.trial_id)) / HISTORY_FILE
             if path.exists():
-                seconds += storage.read_json(path)["seconds"]
+                record = storage.read_json(path)
+                seconds.append(record["seconds"])
+                epochs.append(record["epochs"])
                 budget += self._epoch_budget(t)
-        remaining = planned_epochs - sum(self._epoch_budget(t) for t in done)
-        if remaining > 0 and budget:
-            text += f", about {_duration(remaining * seconds / budget)} left"
-        return text
+        budget_left = planned_epochs - sum(self._epoch_budget(t) for t in done)
+        left = seconds_left(seconds, epochs, budget, planned_trials - len(done), budget_left)
+        return text + (f", about {_duration(left)} left" if left else "")
 
 
 class GridSearch(_StudyTuner):
@@ -226,6 +233,24 @@ class Hyperband(_StudyTuner, keras_tuner.Hyperband):
 
 
 TUNERS = {"grid": GridSearch, "bayesian": BayesianOptimization, "hyperband": Hyperband}
+
+
+def seconds_left(seconds: list[float], epochs: list[int], budget_used: int, trials_left: int,
+                 budget_left: int) -> float | None:
+    """Fit seconds = a + b x epochs on the finished trials; a x trials left + b x epochs left.
+
+    The epochs left are the epoch budget left, scaled by the share of their budget that the
+    finished trials actually trained (early stopping). None when nothing is known or left.
+    """
+    if trials_left <= 0 or not seconds or not sum(epochs):
+        return None
+    a, b = 0.0, sum(seconds) / sum(epochs)
+    if len(set(epochs)) > 1:
+        b, a = np.polyfit(epochs, seconds, 1)
+        if a < 0 or b <= 0:  # noise: fall back to a mean cost per epoch
+            a, b = 0.0, sum(seconds) / sum(epochs)
+    epochs_left = max(0.0, budget_left * sum(epochs) / max(budget_used, 1))
+    return float(trials_left * a + epochs_left * b)
 
 
 def _duration(seconds: float) -> str:

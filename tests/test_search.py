@@ -165,3 +165,14 @@ def test_project_without_config_json_is_not_silently_reused(tiny_data, tmp_path,
     assert search.main(["--data-dir", str(tiny_data), "--directory", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--overwrite" in err and "--project-name" in err
+
+
+def test_time_left_fits_a_fixed_and_a_per_epoch_cost():
+    from study.tuners import seconds_left
+
+    # Hyperband-like: trials of 1 and 3 epochs costing 5 s + 2 s per epoch, each using its whole budget.
+    assert seconds_left([7, 7, 11], [1, 1, 3], 5, trials_left=2, budget_left=4) == pytest.approx(2 * 5 + 4 * 2)
+    # Equal epochs: a mean cost per epoch; early stopping used half the budget so far.
+    assert seconds_left([30, 30], [3, 3], 12, trials_left=4, budget_left=24) == pytest.approx(12 * 10)
+    assert seconds_left([], [], 0, trials_left=3, budget_left=9) is None
+    assert seconds_left([5], [1], 1, trials_left=0, budget_left=0) is None
