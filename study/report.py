@@ -24,7 +24,7 @@ import numpy as np
 
 from study import runtime
 from study.config import BASELINE, OPTIMIZER_COMPARISON, DataConfig, SearchConfig, StudyError
-from study.search import add_data_arguments
+from study.search import Parser, add_data_arguments
 
 PROG = "python -m study.report"
 _DATA_FLAGS = ("data_dir", "subset", "image_size", "channels", "split_seed")
@@ -72,13 +72,8 @@ class Run:
     initial_weights: str  # sha1 of the initial weights: equal for runs that started alike
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise StudyError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--directory", default="tuner_results", help="where the searches are (default: tuner_results)")
     p.add_argument("--output", default="reports", help="report folder, replaced as a whole (default: reports)")
     p.add_argument("--epochs", type=int, default=BASELINE.epochs,

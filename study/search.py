@@ -24,8 +24,10 @@ class SearchStopped(Exception):
     """The search cannot go on (too many failed trials in a row); exit status 1."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line through main's handler, not the whole usage
+class Parser(argparse.ArgumentParser):
+    """An argument error becomes a StudyError: one line from main's handler, not the whole usage."""
+
+    def error(self, message: str):
         raise StudyError(f"{message} (see --help)")
 
 
@@ -76,7 +78,7 @@ def data_config(args: argparse.Namespace) -> DataConfig:
 
 def build_parser() -> argparse.ArgumentParser:
     grid, wide = SearchSpace.for_tuner("grid"), SearchSpace.for_tuner("bayesian")
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                 epilog="Example: python -m study.search --tuner grid --data-dir ../shared/data/cifar10-jpeg.tar.gz "
                 "--subset 2000 --epochs 2")
     p.add_argument("--tuner", default="grid", choices=TUNERS,
