@@ -88,12 +88,6 @@ class SearchSpace:
             "dropout_3": self.dropout_3,
         }
 
-    def grid_size(self) -> int:
-        n = 1
-        for v in self.values().values():
-            n *= len(v)
-        return n
-
     @classmethod
     def for_tuner(cls, tuner: str) -> SearchSpace:
         """The default space: a 9-point grid, or wider lists where a tuner samples rather than enumerates."""
@@ -185,9 +179,6 @@ class SearchConfig:
         mine, theirs = self.to_dict(), old.to_dict()
         same_anyway = {"max_trials", "overwrite", "directory", "project_name", "role", "oracle", "worker_id"}
         return [k for k in mine if k not in same_anyway and mine[k] != theirs.get(k)]
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SearchConfig:

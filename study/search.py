@@ -232,12 +232,11 @@ def run(cfg: SearchConfig, log=print):
         log=log,
     )
     if cfg.tuner == "grid":
-        planned = min(cfg.space.grid_size(), cfg.max_trials or cfg.space.grid_size())
-        tuner = TUNER_CLASSES["grid"](hypermodel, max_trials=cfg.max_trials, planned_trials=planned, **common)
+        tuner = TUNER_CLASSES["grid"](hypermodel, max_trials=cfg.max_trials, **common)
     elif cfg.tuner == "bayesian":
         initial = cfg.initial_points or max(2, cfg.max_trials // 3)
         tuner = TUNER_CLASSES["bayesian"](
-            hypermodel, max_trials=cfg.max_trials, num_initial_points=initial, planned_trials=cfg.max_trials, **common
+            hypermodel, max_trials=cfg.max_trials, num_initial_points=initial, **common
         )
     else:
         tuner = TUNER_CLASSES["hyperband"](

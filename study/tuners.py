@@ -15,6 +15,7 @@ The searching, storing and resuming is Keras Tuner's own; the oracles and tuners
 from __future__ import annotations
 
 import itertools
+import math
 import shutil
 import time
 from pathlib import Path
@@ -95,10 +96,9 @@ class HyperbandOracle(_CrashSafeOracle, kt_hyperband.HyperbandOracle):
 class _StudyTuner(keras_tuner.Tuner):
     """A Keras Tuner tuner that saves histories and timings and prints a line per trial."""
 
-    def __init__(self, oracle, hypermodel, *, planned_trials: int | None = None, log=print, **kwargs):
+    def __init__(self, oracle, hypermodel, *, log=print, **kwargs):
         # Straight to Tuner.__init__: Keras Tuner's own subclasses would build their own oracle.
         keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
-        self.planned_trials = planned_trials
         self._log = log
         self._started: dict[str, float] = {}
         self._histories: dict[str, dict] = {}
@@ -159,9 +159,13 @@ class _StudyTuner(keras_tuner.Tuner):
 
     def planned(self) -> tuple[int, int] | None:
         """(trials, epochs) the whole search is set to spend, for the progress estimate."""
-        if self.planned_trials is None:
+        trials, epochs = self._planned_trials(), getattr(self.hypermodel, "epochs", None)
+        if not trials or not epochs:  # an unbounded search, or a HyperModel that does not say
             return None
-        return self.planned_trials, self.planned_trials * self.hypermodel.epochs
+        return trials, trials * epochs
+
+    def _planned_trials(self) -> int | None:
+        return self.oracle.max_trials
 
     def _epoch_budget(self, trial) -> int:
         values = trial.hyperparameters.values
@@ -199,6 +203,10 @@ class GridSearch(_StudyTuner):
     def __init__(self, hypermodel, *, objective, max_trials=None, seed=None, **kwargs):
         oracle = GridOracle(objective=objective, max_trials=max_trials, seed=seed)
         super().__init__(oracle, hypermodel, **kwargs)
+
+    def _planned_trials(self) -> int:
+        points = math.prod(len(hp.values) for hp in self.oracle.get_space().space)
+        return min(points, self.oracle.max_trials or points)
 
 
 class BayesianOptimization(_StudyTuner):
