@@ -131,7 +131,7 @@ def fit(
     """Train on uint8 images; the data order depends only on `seed`, so runs can be compared fairly."""
     val = None
     if validation_data is not None:
-        val = as_dataset(Batches(*validation_data, batch_size=max(batch_size, 256)))
+        val = as_dataset(Batches(*validation_data, batch_size=batch_size))
     train = Batches(x, y, batch_size, shuffle=True, seed=seed)
     # One pipeline for all epochs; steps_per_epoch makes Keras keep its iterator between epochs.
     return model.fit(

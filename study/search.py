@@ -199,14 +199,15 @@ def run(cfg: SearchConfig, log=print):
     # Heavy imports (TensorFlow) only once the arguments and the data are known to be good.
     from study.data import load_dataset
 
-    data = load_dataset(cfg.data)  # before anything is written: bad data leaves no trace
+    data = load_dataset(cfg.data, keep_test=False)  # before anything is written: bad data leaves no trace
     log(data.describe())
 
-    from keras_tuner.src import config as kt_config
+    with runtime.without_notebook_modules():
+        from keras_tuner.src import config as kt_config
 
-    from study import results
-    from study.hypermodel import CNNHyperModel
-    from study.tuners import TUNERS as TUNER_CLASSES
+        from study import results
+        from study.hypermodel import CNNHyperModel
+        from study.tuners import TUNERS as TUNER_CLASSES
 
     role = distributed_role(cfg)
     # A worker leaves the project's configuration to the chief; with a shared filesystem they

@@ -19,7 +19,9 @@ import math
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
+import keras
 import keras_tuner
 import numpy as np
 from keras_tuner.src.engine import trial as trial_module
@@ -93,6 +95,54 @@ class HyperbandOracle(_CrashSafeOracle, kt_hyperband.HyperbandOracle):
     pass
 
 
+class _EpochClock(keras.callbacks.Callback):
+    """Each epoch's wall time, and how much of it was one-off warm-up.
+
+    The first training and the first validation batch of a fit trace their functions: their excess
+    over the second batch is warm-up. That splits a trial's cost into a fixed part and a cost per
+    epoch from the first trial on, even when every trial so far ran 1 epoch (Hyperband).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epoch_seconds: list[float] = []
+        self._first_batches: dict[str, list[float]] = {"train": [], "test": []}
+        self._started = {}
+
+    def __deepcopy__(self, memo):
+        return self  # Keras Tuner deep-copies callbacks for each execution: keep the one that is read
+
+    @property
+    def warmup_seconds(self) -> float:
+        return sum(d[0] - min(d[1:], default=0.0) for d in self._first_batches.values() if d)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started["epoch"] = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(time.perf_counter() - self._started["epoch"])
+
+    def _begin(self, kind):
+        if len(self._first_batches[kind]) < 2:
+            self._started[kind] = time.perf_counter()
+
+    def _end(self, kind):
+        if len(self._first_batches[kind]) < 2:
+            self._first_batches[kind].append(time.perf_counter() - self._started[kind])
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._begin("train")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._end("train")
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._begin("test")
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._end("test")
+
+
 class _StudyTuner(keras_tuner.Tuner):
     """A Keras Tuner tuner that saves histories and timings and prints a line per trial."""
 
@@ -125,19 +175,22 @@ class _StudyTuner(keras_tuner.Tuner):
         self._log(f"trial {trial.trial_id} started: {values}")
 
     def run_trial(self, trial, *args, **kwargs):
+        clock = _EpochClock()
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), clock]
         histories = super().run_trial(trial, *args, **kwargs)
         self._histories[trial.trial_id] = {
-            k: [float(v) for v in vals] for k, vals in histories[-1].history.items()
-        }
+            "history": {k: [float(v) for v in vals] for k, vals in histories[-1].history.items()},
+            "epoch_seconds": clock.epoch_seconds, "warmup_seconds": clock.warmup_seconds,
+        }  # fmt: skip
         return histories
 
     def on_trial_end(self, trial):
         seconds = time.monotonic() - self._started.pop(trial.trial_id, time.monotonic())
-        history = self._histories.pop(trial.trial_id, {})
+        record = self._histories.pop(trial.trial_id, {"history": {}})
         storage.write_json(
             Path(self.get_trial_dir(trial.trial_id)) / HISTORY_FILE,
-            {"seconds": seconds, "epochs": len(history.get("loss", [])), "tuner_id": self.tuner_id,
-             "history": history},
+            {"seconds": seconds, "epochs": len(record["history"].get("loss", [])), "tuner_id": self.tuner_id,
+             **record},
         )  # fmt: skip
         super().on_trial_end(trial)
         self._log(self._progress_line(self.oracle.get_trial(trial.trial_id), seconds))
@@ -186,16 +239,18 @@ class _StudyTuner(keras_tuner.Tuner):
         planned_trials, planned_epochs = plan
         done = [t for t in self.oracle.trials.values() if t.status in (Status.COMPLETED, Status.FAILED)]
         text = f"; {len(done)}/{planned_trials} done"
-        seconds, epochs, budget = [], [], 0
+        costs, budget = [], 0
         for t in done:
             path = Path(self.get_trial_dir(t.trial_id)) / HISTORY_FILE
             if path.exists():
                 record = storage.read_json(path)
-                seconds.append(record["seconds"])
-                epochs.append(record["epochs"])
+                in_epochs = None
+                if "epoch_seconds" in record:  # written by _EpochClock (not by versions before it)
+                    in_epochs = sum(record["epoch_seconds"]) - record["warmup_seconds"]
+                costs.append(TrialCost(record["seconds"], record["epochs"], in_epochs))
                 budget += self._epoch_budget(t)
         budget_left = planned_epochs - sum(self._epoch_budget(t) for t in done)
-        left = seconds_left(seconds, epochs, budget, planned_trials - len(done), budget_left)
+        left = seconds_left(costs, budget, planned_trials - len(done), budget_left)
         return text + (f", about {_duration(left)} left" if left else "")
 
 
@@ -243,20 +298,35 @@ class Hyperband(_StudyTuner, keras_tuner.Hyperband):
 TUNERS = {"grid": GridSearch, "bayesian": BayesianOptimization, "hyperband": Hyperband}
 
 
-def seconds_left(seconds: list[float], epochs: list[int], budget_used: int, trials_left: int,
-                 budget_left: int) -> float | None:
-    """Fit seconds = a + b x epochs on the finished trials; a x trials left + b x epochs left.
+class TrialCost(NamedTuple):
+    """A finished trial's wall time, epochs trained, and seconds of those epochs net of warm-up."""
 
-    The epochs left are the epoch budget left, scaled by the share of their budget that the
-    finished trials actually trained (early stopping). None when nothing is known or left.
+    seconds: float
+    epochs: int
+    in_epochs: float | None = None
+
+
+def seconds_left(costs: list[TrialCost], budget_used: int, trials_left: int, budget_left: int) -> float | None:
+    """Time left as a x trials left + b x epochs left, where a trial costs a + b x its epochs.
+
+    b is measured inside the trials (epoch time net of warm-up), a is the rest of a trial's time;
+    without those timings, a and b come from a line fitted through (epochs, seconds). The epochs
+    left are the epoch budget left, scaled by the share of their budget that the finished trials
+    actually trained (early stopping). None when nothing is known or left.
     """
-    if trials_left <= 0 or not seconds or not sum(epochs):
+    epochs = [c.epochs for c in costs]
+    if trials_left <= 0 or not costs or not sum(epochs):
         return None
-    a, b = 0.0, sum(seconds) / sum(epochs)
-    if len(set(epochs)) > 1:
-        b, a = np.polyfit(epochs, seconds, 1)
-        if a < 0 or b <= 0:  # noise: fall back to a mean cost per epoch
-            a, b = 0.0, sum(seconds) / sum(epochs)
+    if all(c.in_epochs is not None for c in costs):
+        b = max(0.0, sum(c.in_epochs for c in costs)) / sum(epochs)
+        a = sum(max(0.0, c.seconds - c.in_epochs) for c in costs) / len(costs)
+    else:
+        seconds = [c.seconds for c in costs]
+        a, b = 0.0, sum(seconds) / sum(epochs)
+        if len(set(epochs)) > 1:
+            b, a = np.polyfit(epochs, seconds, 1)
+            if a < 0 or b <= 0:  # noise: fall back to a mean cost per epoch
+                a, b = 0.0, sum(seconds) / sum(epochs)
     epochs_left = max(0.0, budget_left * sum(epochs) / max(budget_used, 1))
     return float(trials_left * a + epochs_left * b)
 

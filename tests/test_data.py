@@ -76,6 +76,23 @@ def test_gray_odd_sized_images_are_converted(tmp_path):
     assert gray.x_train.shape[1:] == (24, 20, 1)
 
 
+@pytest.mark.parametrize("split", [True, False])
+def test_test_images_can_be_checked_without_being_kept(tmp_path, split):
+    root = make_dataset(tmp_path / "d", split=split, n_train=20, n_test=5)
+    full = load_dataset(DataConfig(data_dir=str(root)))
+    lean = load_dataset(DataConfig(data_dir=str(root)), keep_test=False)
+    assert lean.x_test is None and "15 test images" in lean.describe()
+    np.testing.assert_array_equal(lean.y_test, full.y_test)
+    np.testing.assert_array_equal(lean.x_train, full.x_train)
+    # A broken test image is still an error, though its pixels would not be kept.
+    from PIL import Image
+
+    broken = next(p for p in sorted(root.rglob("*.png")) if np.array_equal(np.asarray(Image.open(p)), full.x_test[0]))
+    broken.write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match="not a readable PNG or JPEG"):
+        load_dataset(DataConfig(data_dir=str(root)), keep_test=False)
+
+
 def test_class_folders_only_get_a_stratified_seeded_test_split(tmp_path):
     root = make_dataset(tmp_path / "d", split=False, n_train=20, n_test=5)
     (root / ".DS_Store").write_text("ignored")

@@ -32,6 +32,9 @@ def test_search_end_to_end(tiny_data, tmp_path, capsys, tuner):
     for trial_id in table.trial_id.astype(str):
         history = json.loads(next(project.glob(f"trial_*{trial_id}/history.json")).read_text())
         assert set(history["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+        # In-trial timings for the time-left estimate: one per epoch, warm-up a part of them.
+        assert len(history["epoch_seconds"]) == history["epochs"] == 1
+        assert 0 < history["warmup_seconds"] < sum(history["epoch_seconds"]) < history["seconds"]
     out = capsys.readouterr().out
     assert "best: trial" in out and "2/2 done" in out
     if tuner == "grid":  # the first grid point is the notebook's baseline
@@ -168,11 +171,15 @@ def test_project_without_config_json_is_not_silently_reused(tiny_data, tmp_path,
 
 
 def test_time_left_fits_a_fixed_and_a_per_epoch_cost():
-    from study.tuners import seconds_left
+    from study.tuners import TrialCost, seconds_left
 
-    # Hyperband-like: trials of 1 and 3 epochs costing 5 s + 2 s per epoch, each using its whole budget.
-    assert seconds_left([7, 7, 11], [1, 1, 3], 5, trials_left=2, budget_left=4) == pytest.approx(2 * 5 + 4 * 2)
-    # Equal epochs: a mean cost per epoch; early stopping used half the budget so far.
-    assert seconds_left([30, 30], [3, 3], 12, trials_left=4, budget_left=24) == pytest.approx(12 * 10)
-    assert seconds_left([], [], 0, trials_left=3, budget_left=9) is None
-    assert seconds_left([5], [1], 1, trials_left=0, budget_left=0) is None
+    # Without in-trial timings: trials of 1 and 3 epochs costing 5 s + 2 s per epoch, fitted by a line.
+    costs = [TrialCost(7, 1), TrialCost(7, 1), TrialCost(11, 3)]
+    assert seconds_left(costs, 5, trials_left=2, budget_left=4) == pytest.approx(2 * 5 + 4 * 2)
+    # Equal epochs and no timings: a mean cost per epoch; early stopping used half the budget so far.
+    assert seconds_left([TrialCost(30, 3), TrialCost(30, 3)], 12, trials_left=4, budget_left=24) == pytest.approx(12 * 10)
+    # With timings, the split is known from 1-epoch trials alone: 5 s fixed, 2 s per epoch.
+    costs = [TrialCost(7, 1, 2.0), TrialCost(7.5, 1, 2.5), TrialCost(6.5, 1, 1.5)]
+    assert seconds_left(costs, 3, trials_left=2, budget_left=6) == pytest.approx(2 * 5 + 6 * 2)
+    assert seconds_left([], 0, trials_left=3, budget_left=9) is None
+    assert seconds_left([TrialCost(5, 1, 2.0)], 1, trials_left=0, budget_left=0) is None
