@@ -3,11 +3,12 @@
     python benchmarks/train_throughput.py --images 10000 --epochs 2 --pairs 3
 
 Path A (notebook): `model.fit` on float64 NumPy arrays scaled to [0, 1], batch 64, validation on
-float64 arrays. Path B (study): `study.model.fit` on uint8 arrays. Both train the same baseline
-CNN from the same initial weights for the same epochs, each run in a fresh process so nothing
-(threads, caches, memory) carries over from one path into the other. images/s counts the epochs
-after the first (the first also traces the training and validation functions), as "seconds per
-epoch" does; the all-in figure, first epoch and evaluation included, is printed too.
+float64 arrays. Path B (study): `study.model.fit` on uint8 arrays, in a process set up as the
+study's commands set theirs up (`study.runtime.configure`: allocators). Both train the same
+baseline CNN from the same initial weights for the same epochs, each run in a fresh process so
+nothing (threads, caches, memory) carries over from one path into the other. images/s counts the
+epochs after the first (the first also traces the training and validation functions), as "seconds
+per epoch" does; the all-in figure, first epoch and evaluation included, is printed too.
 
 The machine is shared and its speed drifts by tens of percent between minutes, so runs alternate
 A B A B and the result is the median of the pairwise ratios B / A. Between runs a float32 matrix
@@ -69,6 +70,10 @@ def _worker(path: str, data_file: str, epochs: int, seed: int) -> dict:
     """Train once along `path` and return images/s, test accuracy and the model's FLOP per image."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(ROOT))
+    if path == "study":  # the process settings of the study's commands (allocators), before TensorFlow loads
+        from study import runtime
+
+        runtime.configure()
     import numpy as np
 
     from study import model as model_lib
