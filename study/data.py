@@ -118,10 +118,12 @@ def load_dataset(cfg: DataConfig, *, keep_test: bool = True) -> Dataset:
         ) from None
     # Sorted: reading order follows the source, which is faster for archives and files.
     fit_idx, val_idx, test_idx = np.sort(fit_idx), np.sort(val_idx), np.sort(test_idx)
+    if not keep_test:
+        test.check(test_idx)
     data = Dataset(
         x_train=train.take(fit_idx), y_train=train.labels[fit_idx],
         x_val=train.take(val_idx), y_val=train.labels[val_idx],
-        x_test=test.take(test_idx) if keep_test else test.check(test_idx), y_test=test.labels[test_idx],
+        x_test=test.take(test_idx) if keep_test else None, y_test=test.labels[test_idx],
         class_names=tuple(classes), source=source,
     )  # fmt: skip
     del train, test  # their closures hold every encoded image
