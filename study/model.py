@@ -1,6 +1,7 @@
 """The notebook's CNN as a plain builder, and the training and evaluation that every command shares."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -144,6 +145,27 @@ def fit(
         callbacks=callbacks,
         verbose=verbose,
     )
+
+
+@contextlib.contextmanager
+def releasing_graphs():
+    """Let TensorFlow free the functions traced inside this block once their model is gone.
+
+    TensorFlow keeps every custom gradient of a traced function in a global registry for good, and
+    through it the whole function graph (tensorflow/tensorflow#97697; Keras's optimizer step
+    registers two per trace), so `clear_session` frees nothing: each trial of a search kept about
+    15 MB (benchmarks/README.md). Entries made inside the block are dropped at its end.
+    """
+    from tensorflow.python.framework import ops
+
+    registry = getattr(getattr(ops, "gradient_registry", None), "_registry", None)
+    before = set(registry) if isinstance(registry, dict) else None
+    try:
+        yield
+    finally:
+        if before is not None:  # private TensorFlow state: if it ever changes shape, leave it alone
+            for name in [n for n in registry if n not in before and n.startswith("CustomGradient-")]:
+                del registry[name]
 
 
 def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
