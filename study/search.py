@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Sequence
 
 from study import runtime, storage
@@ -204,6 +205,7 @@ def run(cfg: SearchConfig, log=print):
 
     with runtime.without_notebook_modules():
         from keras_tuner.src import config as kt_config
+        from sklearn.exceptions import ConvergenceWarning
 
         from study import results
         from study.hypermodel import CNNHyperModel
@@ -257,7 +259,11 @@ def run(cfg: SearchConfig, log=print):
             f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}")
     log(f"{cfg.tuner} search into {cfg.project_dir}")
     try:
-        tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val))
+        with warnings.catch_warnings():
+            # Keras Tuner's Gaussian process on a handful of trials often ends at a length-scale
+            # bound: scikit-learn warns after every Bayesian trial, and there is nothing to act on.
+            warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\.gaussian_process")
+            tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val))
     except RuntimeError as e:
         if "consecutive failures" not in str(e):
             raise
