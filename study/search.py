@@ -263,6 +263,10 @@ def run(cfg: SearchConfig, log=print):
             # Keras Tuner's Gaussian process on a handful of trials often ends at a length-scale
             # bound: scikit-learn warns after every Bayesian trial, and there is nothing to act on.
             warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\.gaussian_process")
+            # Hyperband's next round loads the weights of the last one into a model whose optimizer
+            # is not built yet: Keras warns on every such trial that the optimizer state restarts
+            # (as it does in Keras Tuner; README, "Cheaper searches").
+            warnings.filterwarnings("ignore", message=r"Skipping variable loading for optimizer")
             tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val))
     except RuntimeError as e:
         if "consecutive failures" not in str(e):
