@@ -66,7 +66,11 @@ def as_dataset(batches: Batches, epochs: int = 1) -> tf.data.Dataset:
         return tf.ensure_shape(x, (None, *first_x.shape[1:])), tf.ensure_shape(y, (None, *first_y.shape[1:]))
 
     # A plain sequential map keeps the NumPy calls in step order; 2 batches ahead hide their cost.
-    return tf.data.Dataset.range(steps * epochs).map(load).prefetch(2)
+    # Nothing here is autotuned, and tf.data's autotuning thread made deleting the iterator at the
+    # end of some fits take 3.3 s (benchmarks/README.md): off.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return tf.data.Dataset.range(steps * epochs).map(load).prefetch(2).with_options(options)
 
 
 _OPTIMIZER_CLASSES = {
