@@ -139,26 +139,28 @@ def fit(
         val = as_dataset(Batches(*validation_data, batch_size=batch_size))
     train = Batches(x, y, batch_size, shuffle=True, seed=seed)
     # One pipeline for all epochs; steps_per_epoch makes Keras keep its iterator between epochs.
-    return model.fit(
-        as_dataset(train, epochs=max(1, epochs - initial_epoch)),
-        steps_per_epoch=len(train),
-        shuffle=False,  # Batches shuffles; Keras cannot shuffle a tf.data pipeline anyway
-        validation_data=val,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    with _releasing_graphs():
+        return model.fit(
+            as_dataset(train, epochs=max(1, epochs - initial_epoch)),
+            steps_per_epoch=len(train),
+            shuffle=False,  # Batches shuffles; Keras cannot shuffle a tf.data pipeline anyway
+            validation_data=val,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
 
 
 @contextlib.contextmanager
-def releasing_graphs():
+def _releasing_graphs():
     """Let TensorFlow free the functions traced inside this block once their model is gone.
 
     TensorFlow keeps every custom gradient of a traced function in a global registry for good, and
     through it the whole function graph (tensorflow/tensorflow#97697; Keras's optimizer step
     registers two per trace), so `clear_session` frees nothing: each trial of a search kept about
-    15 MB (benchmarks/README.md). Entries made inside the block are dropped at its end.
+    15 MB (benchmarks/README.md). The gradients are taken while tracing, so once `fit` has
+    returned its entries are not needed; they are dropped at the end of the block.
     """
     from tensorflow.python.framework import ops
 

@@ -186,17 +186,16 @@ def retrain(data, name: str, hyperparameters: dict[str, Any], seed: int, cfg: Re
     """Train on the training split (validating on the validation split), then evaluate once on the test set."""
     import keras
 
-    from study.model import fit, predict_proba, releasing_graphs
+    from study.model import fit, predict_proba
 
     keras.backend.clear_session()  # the previous model's graphs, as Keras Tuner does between trials
-    with releasing_graphs():
-        model = initial_model(data.input_shape, data.num_classes, hyperparameters, seed)
-        digest = hashlib.sha1(b"".join(np.ascontiguousarray(w).tobytes() for w in model.get_weights())).hexdigest()
-        start = time.monotonic()
-        history = fit(model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                      epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed, verbose=verbose)  # fmt: skip
-        seconds = time.monotonic() - start
-        proba = predict_proba(model, data.x_test)
+    model = initial_model(data.input_shape, data.num_classes, hyperparameters, seed)
+    digest = hashlib.sha1(b"".join(np.ascontiguousarray(w).tobytes() for w in model.get_weights())).hexdigest()
+    start = time.monotonic()
+    history = fit(model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                  epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed, verbose=verbose)  # fmt: skip
+    seconds = time.monotonic() - start
+    proba = predict_proba(model, data.x_test)
     y_pred = proba.argmax(axis=1)
     picked = np.clip(proba[np.arange(len(proba)), data.y_test], 1e-7, 1.0)  # Keras clips the same way
     return Run(

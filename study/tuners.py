@@ -28,7 +28,6 @@ from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.tuners import bayesian as kt_bayesian
 from keras_tuner.src.tuners import hyperband as kt_hyperband
 
-from study import model as model_lib
 from study import storage
 from study.results import HISTORY_FILE
 Status = trial_module.TrialStatus
@@ -178,8 +177,7 @@ class _StudyTuner(keras_tuner.Tuner):
     def run_trial(self, trial, *args, **kwargs):
         clock = _EpochClock()
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), clock]
-        with model_lib.releasing_graphs():  # Keras Tuner's clear_session alone frees no old trial
-            histories = super().run_trial(trial, *args, **kwargs)
+        histories = super().run_trial(trial, *args, **kwargs)
         self._histories[trial.trial_id] = {
             "history": {k: [float(v) for v in vals] for k, vals in histories[-1].history.items()},
             "epoch_seconds": clock.epoch_seconds, "warmup_seconds": clock.warmup_seconds,

@@ -102,20 +102,17 @@ def test_graphs_of_a_finished_model_are_freed():
 
     from tensorflow.python.framework.func_graph import FuncGraph
 
-    from study.model import releasing_graphs
-
     def train_once():
         keras.backend.clear_session()
-        with releasing_graphs():
-            model = build_model((16, 16, 3), 3)
-            rng = np.random.default_rng(0)
-            fit(model, rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8), rng.integers(0, 3, 32), epochs=1, verbose=0)
+        model = build_model((16, 16, 3), 3)
+        rng = np.random.default_rng(0)
+        fit(model, rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8), rng.integers(0, 3, 32), epochs=1, verbose=0)
         del model
         keras.backend.clear_session()
         gc.collect()
         return sum(isinstance(o, FuncGraph) for o in gc.get_objects())
 
     first = train_once()
-    # Without releasing_graphs each fit leaves its traced step (and ~40 graphs with it) behind.
+    # Without study.model._releasing_graphs each fit leaves its traced step (and ~40 graphs with it) behind.
     assert train_once() == first
     assert train_once() == first
