@@ -29,7 +29,7 @@ import tensorflow as tf
 if a.intra: tf.config.threading.set_intra_op_parallelism_threads(a.intra)
 if a.inter: tf.config.threading.set_inter_op_parallelism_threads(a.inter)
 import keras
-from study.model import build_model, Batches
+from study.model import Batches, as_dataset, build_model
 from study.config import DataConfig
 from study.data import load_dataset
 d = load_dataset(DataConfig(data_dir=a.data_dir, subset=12500))
@@ -50,12 +50,8 @@ def data(xs, ys):
         ds = tf.data.Dataset.from_tensor_slices((xs, ys)).shuffle(len(xs), seed=0).batch(a.batch)
         ds = ds.map(lambda u, v: (tf.cast(u, tf.float32) / 255.0, v), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
         return dict(x=ds)
-    if a.mode == "pyfunc":
-        b = Batches(xs, ys, a.batch, shuffle=True, seed=0)
-        def get(i):
-            return b[int(i)]
-        ds = tf.data.Dataset.range(len(b)).map(lambda i: tf.numpy_function(get, [i], (tf.float32, tf.int32), stateful=True)).map(lambda u, v: (tf.ensure_shape(u, (None, 32, 32, 3)), tf.ensure_shape(v, (None,)))).prefetch(2)
-        return dict(x=ds)
+    if a.mode == "pyfunc":  # the study's own pipeline
+        return dict(x=as_dataset(Batches(xs, ys, a.batch, shuffle=True, seed=0)))
     if a.mode == "gather":
         xt = tf.convert_to_tensor(xs); yt = tf.convert_to_tensor(ys)
         order = np.random.default_rng(0).permutation(len(xs)).astype("int64")
