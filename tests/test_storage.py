@@ -28,4 +28,3 @@ def test_json_round_trip_with_numpy_values(tmp_path):
     storage.write_json(tmp_path / "m.json", {"acc": np.float32(0.5), "counts": np.arange(3), "n": np.int64(4)})
     assert storage.read_json(tmp_path / "m.json") == {"acc": 0.5, "counts": [0, 1, 2], "n": 4}
     assert json.loads((tmp_path / "m.json").read_text())["n"] == 4
-
