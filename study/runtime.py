@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import platform
 import sys
+from importlib import metadata
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
@@ -52,3 +54,45 @@ def _libc_call(name: str, *args: int) -> None:
         getattr(ctypes.CDLL("libc.so.6"), name)(*args)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def environment() -> dict[str, object]:
+    """Where a result was computed: CPU model, cores, Python and the versions that decide the numbers.
+
+    Recorded beside every trial and retraining, so a study that ran across several machines says
+    which one computed what (CPU kinds differ 3x in speed between this project's machines).
+    """
+    versions = {}
+    for package in ("tensorflow", "keras", "keras-tuner", "jax", "torch"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        **versions,
+    }
+
+
+def cpu_model() -> str:
+    """The CPU's model name as `lscpu` prints it, with its family and model numbers.
+
+    A virtual machine may show only "AMD EPYC"; family 23 is Zen 1/2, 25 Zen 3/4, 26 Zen 5.
+    """
+    fields = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first processor is enough
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import shutil
 import sys
 import warnings
@@ -195,8 +196,11 @@ def distributed_role(cfg: SearchConfig) -> str | None:
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
-def run(cfg: SearchConfig, log=print):
-    """Load the data, run (or resume) the search, write the tables; returns the trials DataFrame."""
+def run(cfg: SearchConfig, log=print, command: str | None = None):
+    """Load the data, run (or resume) the search, write the tables; returns the trials DataFrame.
+
+    `command` (the command line) is recorded in config.json for the report's provenance.
+    """
     # Heavy imports (TensorFlow) only once the arguments and the data are known to be good.
     from study.data import load_dataset
 
@@ -220,7 +224,9 @@ def run(cfg: SearchConfig, log=print):
     except OSError as e:
         raise StudyError(f"cannot write to {cfg.project_dir}: {e.strerror}") from None
     if role != "worker":
-        storage.write_json(cfg.project_dir / "config.json", {**cfg.to_dict(), "class_names": data.class_names})
+        storage.write_json(
+            cfg.project_dir / "config.json", {**cfg.to_dict(), "class_names": data.class_names, "command": command}
+        )
 
     hypermodel = CNNHyperModel(
         data.input_shape, data.num_classes, space=cfg.space, epochs=cfg.epochs,
@@ -292,10 +298,11 @@ def run(cfg: SearchConfig, log=print):
 
 def main(argv: Sequence[str] | None = None) -> int:
     runtime.configure()  # TensorFlow's C++ start-up chatter
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         cfg = parse_config(argv)
         print(f"configuration: {json.dumps(cfg.to_dict())}", flush=True)
-        run(cfg, log=lambda msg: print(msg, flush=True))
+        run(cfg, log=lambda msg: print(msg, flush=True), command=shlex.join([*PROG.split(), *argv]))
     except StudyError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

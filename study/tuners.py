@@ -28,7 +28,7 @@ from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.tuners import bayesian as kt_bayesian
 from keras_tuner.src.tuners import hyperband as kt_hyperband
 
-from study import storage
+from study import runtime, storage
 from study.results import HISTORY_FILE
 Status = trial_module.TrialStatus
 
@@ -151,6 +151,8 @@ class _StudyTuner(keras_tuner.Tuner):
         keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
         self._log = log
         self._started: dict[str, float] = {}
+        self._started_at: dict[str, float] = {}  # wall clock, for the record
+        self._environment = runtime.environment()
         self._histories: dict[str, dict] = {}
 
     def save(self):
@@ -171,6 +173,7 @@ class _StudyTuner(keras_tuner.Tuner):
         # tuner0.json is what makes Keras Tuner reload a project: write it as soon as a trial exists.
         self.save()
         self._started[trial.trial_id] = time.monotonic()
+        self._started_at[trial.trial_id] = time.time()
         values = ", ".join(f"{k}={v}" for k, v in trial.hyperparameters.values.items())
         self._log(f"trial {trial.trial_id} started: {values}")
 
@@ -190,7 +193,8 @@ class _StudyTuner(keras_tuner.Tuner):
         storage.write_json(
             Path(self.get_trial_dir(trial.trial_id)) / HISTORY_FILE,
             {"seconds": seconds, "epochs": len(record["history"].get("loss", [])), "tuner_id": self.tuner_id,
-             **record},
+             "started_at": self._started_at.pop(trial.trial_id, None), "ended_at": time.time(),
+             "environment": self._environment, **record},
         )  # fmt: skip
         super().on_trial_end(trial)
         self._log(self._progress_line(self.oracle.get_trial(trial.trial_id), seconds))

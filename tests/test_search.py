@@ -28,6 +28,7 @@ def test_search_end_to_end(tiny_data, tmp_path, capsys, tuner):
     assert (project / "trials.md").read_text().count("COMPLETED") == 2
     saved = json.loads((project / "config.json").read_text())
     assert saved.pop("class_names") == [f"class{i}" for i in range(10)]
+    assert saved.pop("command") == "python -m study.search " + " ".join(argv)  # the report's provenance
     assert SearchConfig.from_dict(saved) == search.parse_config(argv)
     for trial_id in table.trial_id.astype(str):
         history = json.loads(next(project.glob(f"trial_*{trial_id}/history.json")).read_text())
@@ -35,6 +36,8 @@ def test_search_end_to_end(tiny_data, tmp_path, capsys, tuner):
         # In-trial timings for the time-left estimate: one per epoch, warm-up a part of them.
         assert len(history["epoch_seconds"]) == history["epochs"] == 1
         assert 0 < history["warmup_seconds"] < sum(history["epoch_seconds"]) < history["seconds"]
+        assert history["environment"]["cores"] >= 1 and history["environment"]["tensorflow"]
+        assert history["ended_at"] - history["started_at"] == pytest.approx(history["seconds"], abs=1)
     out = capsys.readouterr().out
     assert "best: trial" in out and "2/2 done" in out
     if tuner == "grid":  # the first grid point is the notebook's baseline
