@@ -41,7 +41,7 @@ class _Writer:
 
 def summarize(runs: list[Run], n_test: int) -> dict[str, Any]:
     """Means over seeds, and a 95% interval of test accuracy: Wilson for one seed, Student-t over seeds."""
-    from study.results import mean_interval, wilson_interval
+    from study.stats import mean_interval, wilson_interval
 
     acc = [r.test_accuracy for r in runs]
     if len(runs) == 1:

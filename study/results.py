@@ -48,14 +48,6 @@ def trials_frame(project_dir: str | Path) -> pd.DataFrame:
     return frame
 
 
-def histories(project_dir: str | Path) -> dict[str, dict[str, list[float]]]:
-    """{trial id: {"loss": [...], "accuracy": [...], "val_loss": [...], "val_accuracy": [...]}}."""
-    out = {}
-    for path in sorted(Path(project_dir).glob(f"trial_*/{HISTORY_FILE}")):
-        out[path.parent.name.removeprefix("trial_")] = storage.read_json(path)["history"]
-    return out
-
-
 def _metric_at(metrics: dict, name: str, step) -> float | None:
     for obs in metrics.get(name, {}).get("observations", []):
         if obs.get("step") == step:
@@ -83,7 +75,7 @@ def write_tables(frame: pd.DataFrame, project_dir: str | Path) -> None:
     storage.write_text(project_dir / "trials.md", markdown_table(frame) + "\n")
 
 
-# --- for the report: search progress, the best trial, intervals ----------------------------------
+# --- for the report: search progress and the best trial ----------------------------------------
 
 def best_so_far(frame: pd.DataFrame) -> pd.DataFrame:
     """Per trial in run order: trial number (1-based), cumulative epochs trained, best val accuracy so far.
@@ -112,29 +104,3 @@ def best_trial(frame: pd.DataFrame) -> pd.Series | None:
         return None
     done = done.sort_values("trial_id", key=lambda s: s.astype(str), kind="stable")
     return done.loc[pd.to_numeric(done["val_accuracy"]).idxmax()]
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a proportion (test accuracy of one model on n images)."""
-    from scipy.stats import norm
-
-    if n <= 0:
-        return (math.nan, math.nan)
-    z = float(norm.ppf(0.5 + confidence / 2))
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def mean_interval(values, confidence: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of the mean of repeated runs (e.g. test accuracy over seeds); NaN for fewer than 2."""
-    from scipy.stats import t
-
-    values = [float(v) for v in values]
-    if len(values) < 2:
-        return (math.nan, math.nan)
-    mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    half = float(t.ppf(0.5 + confidence / 2, len(values) - 1)) * sd / math.sqrt(len(values))
-    return (mean - half, mean + half)

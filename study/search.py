@@ -206,80 +206,21 @@ def run(cfg: SearchConfig, log=print, command: str | None = None):
 
     data = load_dataset(cfg.data, keep_test=False)  # before anything is written: bad data leaves no trace
     log(data.describe())
-
     with runtime.without_notebook_modules():
-        from keras_tuner.src import config as kt_config
-        from sklearn.exceptions import ConvergenceWarning
-
         from study import results
         from study.hypermodel import CNNHyperModel
-        from study.tuners import TUNERS as TUNER_CLASSES
+        from study.tuners import build_tuner
 
     role = distributed_role(cfg)
-    # A worker leaves the project's configuration to the chief; with a shared filesystem they
-    # would otherwise race on it.
-    resuming = prepare_project(cfg, log) if role != "worker" else False
-    try:
-        cfg.project_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StudyError(f"cannot write to {cfg.project_dir}: {e.strerror}") from None
-    if role != "worker":
-        storage.write_json(
-            cfg.project_dir / "config.json", {**cfg.to_dict(), "class_names": data.class_names, "command": command}
-        )
-
+    resuming = _check_project(cfg, role, data.class_names, command, log)
     hypermodel = CNNHyperModel(
         data.input_shape, data.num_classes, space=cfg.space, epochs=cfg.epochs,
         batch_size=cfg.batch_size, seed=cfg.seed, early_stopping=cfg.early_stopping,
     )  # fmt: skip
-    common = dict(
-        objective="val_accuracy",
-        directory=cfg.directory,
-        project_name=cfg.name,
-        overwrite=False,
-        seed=cfg.seed + 1,  # Keras Tuner treats seed=0 as "no seed"
-        log=log,
-    )
-    if cfg.tuner == "grid":
-        tuner = TUNER_CLASSES["grid"](hypermodel, max_trials=cfg.max_trials, **common)
-    elif cfg.tuner == "bayesian":
-        initial = cfg.initial_points or max(2, cfg.max_trials // 3)
-        tuner = TUNER_CLASSES["bayesian"](
-            hypermodel, max_trials=cfg.max_trials, num_initial_points=initial, **common
-        )
-    else:
-        tuner = TUNER_CLASSES["hyperband"](
-            hypermodel, max_epochs=cfg.epochs, factor=3, max_trials=cfg.max_trials, **common
-        )
-    tuner.oracle.verbose = 0  # one line per trial comes from study.tuners instead
-    kt_config.DEBUG = False  # a failed trial's traceback goes to trial.json, not the screen
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices for every new model
-    if resuming:
-        done = sum(t.status in ("COMPLETED", "FAILED") for t in tuner.oracle.trials.values())
-        log(f"resuming {cfg.project_dir}: {done} trials already done (--overwrite starts over)")
-    if role == "chief":
-        log(f"chief: serving the {cfg.tuner} oracle on {os.environ['KERASTUNER_ORACLE_IP']}:"
-            f"{os.environ['KERASTUNER_ORACLE_PORT']} until every worker is done")
-    elif role == "worker":
-        log(f"worker {os.environ['KERASTUNER_TUNER_ID']}: running trials from the chief at "
-            f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}")
-    log(f"{cfg.tuner} search into {cfg.project_dir}")
+    tuner = build_tuner(cfg, hypermodel, log=log)
+    _announce(cfg, role, tuner, resuming, log)
     try:
-        with warnings.catch_warnings():
-            # Keras Tuner's Gaussian process on a handful of trials often ends at a length-scale
-            # bound: scikit-learn warns after every Bayesian trial, and there is nothing to act on.
-            warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\.gaussian_process")
-            # Hyperband's next round loads the weights of the last one into a model whose optimizer
-            # is not built yet: Keras warns on every such trial that the optimizer state restarts
-            # (as it does in Keras Tuner; README, "Cheaper searches").
-            warnings.filterwarnings("ignore", message=r"Skipping variable loading for optimizer")
-            tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val))
-    except RuntimeError as e:
-        if "consecutive failures" not in str(e):
-            raise
-        raise SearchStopped(
-            f"{str(e).splitlines()[0]}; see the error column of {cfg.project_dir / 'trials.csv'}"
-        ) from None
+        _search(tuner, data, cfg)
     finally:
         # The chief holds the trials; a worker's folder may not (without a shared filesystem).
         if role != "worker":
@@ -294,6 +235,55 @@ def run(cfg: SearchConfig, log=print, command: str | None = None):
         log(f"best: trial {best[0].trial_id}, val_accuracy {best[0].score:.4f}: {values}")
     log(f"trials table: {cfg.project_dir / 'trials.csv'} and trials.md")
     return frame
+
+
+def _check_project(cfg: SearchConfig, role: str | None, class_names, command: str | None, log) -> bool:
+    """Refuse an incompatible project, create the folder, record config.json; True when resuming."""
+    # A worker leaves the project's configuration to the chief; with a shared filesystem they
+    # would otherwise race on it.
+    resuming = prepare_project(cfg, log) if role != "worker" else False
+    try:
+        cfg.project_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StudyError(f"cannot write to {cfg.project_dir}: {e.strerror}") from None
+    if role != "worker":
+        saved = {**cfg.to_dict(), "class_names": class_names, "command": command}
+        storage.write_json(cfg.project_dir / "config.json", saved)
+    return resuming
+
+
+def _announce(cfg: SearchConfig, role: str | None, tuner, resuming: bool, log) -> None:
+    if resuming:
+        done = sum(t.status in ("COMPLETED", "FAILED") for t in tuner.oracle.trials.values())
+        log(f"resuming {cfg.project_dir}: {done} trials already done (--overwrite starts over)")
+    where = f"{os.environ.get('KERASTUNER_ORACLE_IP')}:{os.environ.get('KERASTUNER_ORACLE_PORT')}"
+    if role == "chief":
+        log(f"chief: serving the {cfg.tuner} oracle on {where} until every worker is done")
+    elif role == "worker":
+        log(f"worker {os.environ['KERASTUNER_TUNER_ID']}: running trials from the chief at {where}")
+    log(f"{cfg.tuner} search into {cfg.project_dir}")
+
+
+def _search(tuner, data, cfg: SearchConfig) -> None:
+    """tuner.search without the warnings a user can do nothing about; SearchStopped after too many failures."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices for every new model
+    try:
+        with warnings.catch_warnings():
+            # Keras Tuner's Gaussian process on a handful of trials often ends at a length-scale
+            # bound: scikit-learn warns after every Bayesian trial, and there is nothing to act on.
+            warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\.gaussian_process")
+            # Hyperband's next round loads the weights of the last one into a model whose optimizer
+            # is not built yet: Keras warns on every such trial that the optimizer state restarts
+            # (as it does in Keras Tuner; README, "Cheaper searches").
+            warnings.filterwarnings("ignore", message=r"Skipping variable loading for optimizer")
+            tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val))
+    except RuntimeError as e:
+        if "consecutive failures" not in str(e):
+            raise
+        trials = cfg.project_dir / "trials.csv"
+        raise SearchStopped(f"{str(e).splitlines()[0]}; see the error column of {trials}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,11 +24,13 @@ from typing import NamedTuple
 import keras
 import keras_tuner
 import numpy as np
+from keras_tuner.src import config as kt_config
 from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.tuners import bayesian as kt_bayesian
 from keras_tuner.src.tuners import hyperband as kt_hyperband
 
 from study import runtime, storage
+from study.config import SearchConfig
 from study.results import HISTORY_FILE
 Status = trial_module.TrialStatus
 
@@ -300,6 +302,30 @@ class Hyperband(_StudyTuner, keras_tuner.Hyperband):
 
 
 TUNERS = {"grid": GridSearch, "bayesian": BayesianOptimization, "hyperband": Hyperband}
+
+
+def build_tuner(cfg: SearchConfig, hypermodel: keras_tuner.HyperModel, *, log=print) -> _StudyTuner:
+    """The tuner for `cfg.tuner`, on `cfg`'s project, quiet except for the study's own line per trial.
+
+    It never overwrites (study.search deletes a project itself when asked) and reloads a project
+    it finds. Bayesian optimisation samples a third of its trials at random before the Gaussian
+    process takes over (Keras Tuner's default would make a 15-trial search all random).
+    """
+    common = dict(
+        objective="val_accuracy", directory=cfg.directory, project_name=cfg.name, overwrite=False,
+        seed=cfg.seed + 1,  # Keras Tuner treats seed=0 as "no seed"
+        log=log,
+    )  # fmt: skip
+    if cfg.tuner == "grid":
+        tuner = GridSearch(hypermodel, max_trials=cfg.max_trials, **common)
+    elif cfg.tuner == "bayesian":
+        initial = cfg.initial_points or max(2, cfg.max_trials // 3)
+        tuner = BayesianOptimization(hypermodel, max_trials=cfg.max_trials, num_initial_points=initial, **common)
+    else:
+        tuner = Hyperband(hypermodel, max_epochs=cfg.epochs, factor=3, max_trials=cfg.max_trials, **common)
+    tuner.oracle.verbose = 0  # one line per trial comes from _StudyTuner instead
+    kt_config.DEBUG = False  # a failed trial's traceback goes to trial.json, not the screen
+    return tuner
 
 
 class TrialCost(NamedTuple):

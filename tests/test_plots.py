@@ -11,7 +11,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from study import plots
-from study.results import best_so_far, best_trial, mean_interval, wilson_interval
+from study.results import best_so_far, best_trial
+from study.stats import mean_interval, wilson_interval
 
 CLASSES = ("cat", "dog", "frog")
 

@@ -1,0 +1,161 @@
+"""The report's statistics: intervals, paired comparisons with the baseline, Holm's correction, the recommendation.
+
+Every number the report prints about uncertainty is computed here, by scipy and statsmodels;
+rendering only formats them. Runs that share a seed share their initial weights and data order,
+so arms are compared with the baseline in pairs: per seed over several seeds (a paired t-test on
+the differences of test accuracy), per test image with one seed (McNemar's exact test).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE
+
+
+def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval of a proportion (test accuracy of one model on n images)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if n <= 0:
+        return (math.nan, math.nan)
+    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
+    return (float(low), float(high))
+
+
+def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Student-t interval of a mean over repeated runs (test accuracy over seeds); NaN for fewer than 2."""
+    from scipy.stats import ttest_1samp
+
+    if len(values) < 2:
+        return (math.nan, math.nan)
+    if np.ptp(values) == 0:  # scipy gives NaN for a zero spread; the interval is the point
+        return (float(values[0]), float(values[0]))
+    ci = ttest_1samp(np.asarray(values, float), 0.0).confidence_interval(confidence)
+    return (float(ci.low), float(ci.high))
+
+
+def mcnemar_p(base_correct: np.ndarray, other_correct: np.ndarray) -> float:
+    """Two-sided exact McNemar p-value of two classifiers scored on the same images (booleans per image)."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    base_correct, other_correct = np.asarray(base_correct, bool), np.asarray(other_correct, bool)
+    only_base = int(np.sum(base_correct & ~other_correct))
+    only_other = int(np.sum(other_correct & ~base_correct))
+    if only_base + only_other == 0:
+        return 1.0
+    both = int(np.sum(base_correct & other_correct))
+    table = [[both, only_base], [only_other, len(base_correct) - both - only_base - only_other]]
+    return float(mcnemar(table, exact=True).pvalue)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """An arm against the baseline: mean paired difference of test accuracy (arm minus baseline)."""
+
+    test: str  # "paired t" (seeds), "McNemar" (one seed, per image), or "same configuration"
+    diff: float
+    ci_low: float  # 95% interval of the difference
+    ci_high: float
+    p_value: float
+    better: int  # seeds (pairs) in which the arm's test accuracy is higher
+    pairs: int
+    p_holm: float = math.nan  # after Holm's correction over the arms compared; see `holm`
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare_paired_seeds(base: Mapping[int, float], other: Mapping[int, float]) -> Comparison:
+    """Paired t-test over seeds: {seed: test accuracy} of the baseline and of an arm, paired by seed."""
+    from scipy.stats import ttest_rel
+
+    seeds = sorted(set(base) & set(other))
+    if len(seeds) < 2:
+        raise ValueError(f"a paired t-test needs at least 2 shared seeds, got {seeds}")
+    a = np.array([other[s] for s in seeds], float)
+    b = np.array([base[s] for s in seeds], float)
+    d = a - b
+    better = int(np.sum(d > 0))
+    if np.ptp(d) == 0:  # identical differences: no spread to test against (scipy returns NaN)
+        p = 1.0 if d[0] == 0 else 0.0
+        return Comparison("paired t", float(d[0]), float(d[0]), float(d[0]), p, better, len(seeds))
+    result = ttest_rel(a, b)
+    ci = result.confidence_interval(CONFIDENCE)
+    return Comparison("paired t", float(d.mean()), float(ci.low), float(ci.high), float(result.pvalue),
+                      better, len(seeds))  # fmt: skip
+
+
+def compare_paired_images(base_correct: np.ndarray, other_correct: np.ndarray) -> Comparison:
+    """One seed: McNemar's exact test, and a paired t interval of the difference over the test images.
+
+    Over thousands of images the t interval on per-image differences (-1, 0, 1) is the Wald interval
+    for paired proportions. It covers only the sampling of test images, not seed-to-seed variation.
+    """
+    from scipy.stats import ttest_rel
+
+    a, b = np.asarray(other_correct, float), np.asarray(base_correct, float)
+    d = a - b
+    diff = float(d.mean())
+    if np.ptp(d) == 0:
+        low = high = diff
+    else:
+        ci = ttest_rel(a, b).confidence_interval(CONFIDENCE)
+        low, high = float(ci.low), float(ci.high)
+    return Comparison("McNemar", diff, low, high, mcnemar_p(base_correct, other_correct), int(diff > 0), 1)
+
+
+def same_configuration() -> Comparison:
+    """An arm that is the baseline's own configuration (a grid's best often is): nothing to test."""
+    return Comparison("same configuration", 0.0, 0.0, 0.0, 1.0, 0, 0, 1.0)
+
+
+def holm(comparisons: Mapping[str, Comparison]) -> dict[str, Comparison]:
+    """Holm's step-down correction of the p-values of every real comparison (family-wise error 5%)."""
+    from dataclasses import replace
+
+    from statsmodels.stats.multitest import multipletests
+
+    tested = [name for name, c in comparisons.items() if c.test != "same configuration"]
+    out = dict(comparisons)
+    if tested:
+        adjusted = multipletests([comparisons[n].p_value for n in tested], alpha=ALPHA, method="holm")[1]
+        for name, p in zip(tested, adjusted):
+            out[name] = replace(comparisons[name], p_holm=float(p))
+    return out
+
+
+def verdict(c: Comparison) -> str:
+    """"better", "worse" or "noise": whether the difference is larger than the noise after Holm's correction."""
+    p = c.p_holm if not math.isnan(c.p_holm) else c.p_value
+    if c.test == "same configuration" or not p < ALPHA:
+        return "noise"
+    return "better" if c.diff > 0 else "worse"
+
+
+def recommend(val_accuracy: Mapping[str, float], baseline: str = "baseline") -> str:
+    """The arm with the highest mean validation accuracy over its retrainings; ties go to the baseline.
+
+    The test set never picks: it only reports on what validation picked.
+    """
+    best = max(val_accuracy.values())
+    if val_accuracy[baseline] == best:
+        return baseline
+    return next(name for name, v in val_accuracy.items() if v == best)
+
+
+def summarize(test_accuracies: Sequence[float], n_test: int) -> dict[str, Any]:
+    """Mean test accuracy over seeds and its 95% interval: Wilson for one seed, Student-t over several."""
+    acc = [float(a) for a in test_accuracies]
+    if len(acc) == 1:
+        low, high = wilson_interval(round(acc[0] * n_test), n_test)
+        return {"test_accuracy": acc[0], "test_accuracy_std": math.nan, "ci_low": low, "ci_high": high,
+                "interval": "Wilson"}  # fmt: skip
+    low, high = mean_interval(acc)
+    return {"test_accuracy": float(np.mean(acc)), "test_accuracy_std": float(np.std(acc, ddof=1)),
+            "ci_low": low, "ci_high": high, "interval": "t"}  # fmt: skip
