@@ -7,13 +7,22 @@ Functions that draw a single Axes accept `ax=` to draw into an existing figure i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patheffects import withStroke
 from matplotlib.ticker import PercentFormatter
+
+if TYPE_CHECKING:  # annotations only: plots take plain data and need nothing else from results at run time
+    from study.results import Importance, ParallelCoordinates
 
 OPTIMIZER_COLORS = {"adam": "tab:blue", "sgd": "tab:orange", "rmsprop": "tab:green"}
 SPLIT_COLORS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
@@ -191,6 +200,7 @@ def dropout_effect(trials: pd.DataFrame, *, title: str = "") -> Figure:
     done = trials[trials["status"] == "COMPLETED"]
     axes = [fig.add_subplot(1, 3, 1)]
     axes += [fig.add_subplot(1, 3, i, sharey=axes[0]) for i in (2, 3)]
+    limits = _dropout_limits(done[[f"dropout_{i}" for i in (1, 2, 3)]])
     for i, ax in enumerate(axes, 1):
         column = f"dropout_{i}"
         for optimizer, group in done.groupby("optimizer", sort=True):
@@ -204,7 +214,7 @@ def dropout_effect(trials: pd.DataFrame, *, title: str = "") -> Figure:
             # A marker per value, not a line: the other hyperparameters vary too, so this is no trend.
             means = done.groupby(column)["val_accuracy"].mean()
             ax.scatter(means.index, means.values, marker="_", s=400, color="black", linewidth=1.5, label="mean")
-        ax.set_xlim(-0.05, 0.55)
+        ax.set_xlim(*limits)
         ax.set_xlabel("dropout rate")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("best validation accuracy")
@@ -212,6 +222,16 @@ def dropout_effect(trials: pd.DataFrame, *, title: str = "") -> Figure:
         axes[-1].legend(frameon=False, fontsize=8)
     fig.suptitle(title or "Effect of each dropout rate")
     return fig
+
+
+def _dropout_limits(rates: pd.DataFrame) -> tuple[float, float]:
+    """One x range for all three panels, so they compare at a glance: the rates' range plus a margin."""
+    values = pd.to_numeric(rates.stack(), errors="coerce").dropna()
+    if values.empty:
+        return -0.05, 0.55
+    low, high = float(values.min()), float(values.max())
+    margin = max(0.1 * (high - low), 0.05)
+    return low - margin, high + margin
 
 
 def accuracy_intervals(table: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
@@ -229,4 +249,186 @@ def accuracy_intervals(table: pd.DataFrame, *, ax: Axes | None = None) -> Figure
     ax.set_xlabel("test accuracy (95% interval)")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Test accuracy of the final candidates")
+    return fig
+
+
+# --- what a search learned: importance, learning curves, parallel coordinates ----------------------
+
+OTHER_COLOR = "tab:gray"  # an optimizer OPTIMIZER_COLORS does not know, or a model without one
+_OUTLINE = [withStroke(linewidth=4.5, foreground="black")]  # the best trial's line stands out on any colour
+
+
+def importance(result: Importance, *, title: str = "") -> Figure:
+    """Horizontal bars of `study.results.hyperparameter_importance`, largest on top, the std over shuffles as
+    error bars; the figure says how many trials it rests on and that it is a hint, not a measurement."""
+    table = result.importances
+    fig, ax = _axes(None, (8, 1.9 + 0.42 * max(len(table), 3)))
+    fig.suptitle(f"{title or 'Hyperparameter importance'}: from {result.n_trials} completed trials")
+    notes = []
+    if table.empty:
+        ax.axis("off")
+        if result.n_trials < result.needed:
+            message = (f"Too few completed trials to rank hyperparameters: {result.n_trials} of the {result.needed}"
+                       " needed\n(a forest fitted to fewer trials ranks noise)")
+        else:
+            message = "Every hyperparameter had a single value: there is nothing to rank"
+        ax.text(0.5, 0.55, message, transform=ax.transAxes, ha="center", va="center", fontsize=10)
+    else:
+        y = np.arange(len(table))[::-1]
+        budget = [name.startswith("tuner/") for name in table.index]
+        ax.barh(y, table["mean"], xerr=table["std"], capsize=4, height=0.6, error_kw={"linewidth": 1},
+                color=[OTHER_COLOR if b else "tab:blue" for b in budget])
+        ax.set_yticks(y, [f"{n}\n(Hyperband budget)" if b else n for n, b in zip(table.index, budget)])
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_xlabel("drop in the forest's R² when shuffled (mean ± std over shuffles)")
+        ax.grid(axis="x", alpha=0.3)
+        fit = f"out-of-bag R² {result.oob_r2:.2f}"
+        if not result.oob_r2 > 0:  # the forest predicts trials it did not see no better than their mean
+            fit += ": no better than the mean on trials it did not see"
+        notes += ["A hint, not a measurement: permutation importance of a random forest",
+                  f"fitted to these trials ({fit})."]
+    if result.fixed:
+        notes.append(f"Single value in this search, left out: {', '.join(result.fixed)}.")
+    ax.set_title("\n".join(notes), fontsize=9)
+    return fig
+
+
+def learning_curves(curves: pd.DataFrame, *, best_trial_id: str | None = None, title: str = "") -> Figure:
+    """Validation accuracy per epoch, one line per trial, coloured by optimizer (`study.results.learning_curves`).
+
+    A Hyperband round starts from the last point of the round it continues, so a configuration reads as one
+    line; an early-stopped trial ends where it stopped. The best trial's line (with the rounds leading to it)
+    is drawn on top, thick and outlined in black, with a star at its best epoch.
+    """
+    fig, ax = _axes(None, (9, 4.8))
+    trials = curves["trial_id"].nunique()
+    fig.suptitle(f"{title or 'Validation accuracy per epoch'} ({trials} trials)")
+    if curves.empty:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no learning curves (no trial has a history.json)", transform=ax.transAxes, ha="center")
+        return fig
+    groups = {t: g.sort_values("epoch") for t, g in curves.groupby("trial_id", sort=True)}
+    ends = {t: (g["epoch"].iloc[-1], g["val_accuracy"].iloc[-1]) for t, g in groups.items()}
+    highlighted = _chain(best_trial_id, curves)
+    for trial_id, group in groups.items():
+        x, y = group["epoch"].tolist(), group["val_accuracy"].tolist()
+        parent = group["parent"].iloc[0]
+        if parent in ends:
+            x, y = [ends[parent][0], *x], [ends[parent][1], *y]
+        color = OPTIMIZER_COLORS.get(group["optimizer"].iloc[0], OTHER_COLOR)
+        if trial_id in highlighted:
+            ax.plot(x, y, color=color, linewidth=2.5, zorder=3, path_effects=_OUTLINE)
+        else:
+            ax.plot(x, y, color=color, linewidth=1.1, alpha=0.5, zorder=2)
+    optimizers = set(curves["optimizer"])
+    handles = [Line2D([], [], color=c, label=o) for o, c in OPTIMIZER_COLORS.items() if o in optimizers]
+    if not optimizers <= set(OPTIMIZER_COLORS):
+        handles.append(Line2D([], [], color=OTHER_COLOR, label="other"))
+    scored = groups[best_trial_id].dropna(subset=["val_accuracy"]) if best_trial_id in groups else curves.iloc[0:0]
+    if len(scored):
+        best = scored.loc[scored["val_accuracy"].idxmax()]
+        ax.plot(best["epoch"], best["val_accuracy"], marker="*", markersize=15, color="gold",
+                markeredgecolor="black", zorder=4, linestyle="none")
+        color = OPTIMIZER_COLORS.get(best["optimizer"], OTHER_COLOR)
+        handles.append(Line2D([], [], color=color, linewidth=2.5, path_effects=_OUTLINE, marker="*",
+                              markersize=12, markerfacecolor="gold", markeredgecolor="black",
+                              label=f"best: trial {best_trial_id}, {best['val_accuracy']:.3f}"))
+    if curves["parent"].notna().any():
+        ax.set_title("each Hyperband round continues the line of the round it was promoted from", fontsize=9)
+    ax.legend(handles=handles, frameon=False, loc="lower right")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _chain(trial_id: str | None, curves: pd.DataFrame) -> set[str]:
+    """The trial and the rounds it continues, back to the first."""
+    parents = dict(zip(curves["trial_id"], curves["parent"]))
+    chain = set()
+    while isinstance(trial_id, str) and trial_id not in chain:  # a first round's parent is missing (NaN)
+        chain.add(trial_id)
+        trial_id = parents.get(trial_id)
+    return chain
+
+
+def parallel_coordinates(data: ParallelCoordinates, *, title: str = "") -> Figure:
+    """One vertical axis per hyperparameter that varied, then validation accuracy; one line per completed trial,
+    coloured by its score (`study.results.parallel_coordinates`). The best trial is drawn last and thickest."""
+    names = [axis.name for axis in data.axes]
+    fig, ax = _axes(None, (max(7.0, 1.6 * len(names) + 1.5), 4.8))
+    fig.suptitle(f"{title or 'Parallel coordinates'} ({len(data.scores)} completed trials)")
+    if data.scores.empty:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no completed trials", transform=ax.transAxes, ha="center")
+        return fig
+    low, high = data.scores.min(), data.scores.max()
+    norm = Normalize(low, high if high > low else low + 1e-9)
+    cmap = colormaps["viridis"]
+    x = np.arange(len(names))
+    order = data.scores.sort_values(kind="stable").index  # the best drawn last, on top
+    for trial_id in order:
+        best = trial_id == order[-1]
+        ax.plot(x, data.positions.loc[trial_id, names].to_numpy(float), color=cmap(norm(data.scores[trial_id])),
+                linewidth=2.8 if best else 1.3, alpha=1.0 if best else 0.75, zorder=3 if best else 2,
+                path_effects=_OUTLINE if best else None)
+    for i, axis in enumerate(data.axes):
+        ax.axvline(i, color="black", linewidth=1, zorder=1)
+        last = i == len(names) - 1  # the score axis: labels on its right, where no line crosses
+        for tick, label in zip(axis.ticks, axis.labels):
+            ax.text(i + (0.04 if last else -0.04), tick, label, ha="left" if last else "right", va="center",
+                    fontsize=8, zorder=5, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 0.5})
+    ax.set_xticks(x, names)
+    ax.set_yticks([])
+    ax.set_xlim(-0.45, len(names) - 0.6)
+    ax.set_ylim(-0.05, 1.05)
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="validation accuracy", fraction=0.04)
+    notes = [f"best (thick, outlined): trial {order[-1]}, {data.scores[order[-1]]:.3f}"]
+    if data.fixed:
+        notes.append("fixed: " + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                           for k, v in data.fixed.items()))
+    ax.set_title("\n".join(notes), fontsize=9)
+    return fig
+
+
+VERDICT_COLORS = {"better": CORRECT, "worse": WRONG, "noise": "tab:blue"}
+
+
+def difference_intervals(table: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
+    """Each row's difference of test accuracy from the baseline, in points, with its 95% interval.
+
+    Columns: name, diff_vs_baseline, diff_ci_low, diff_ci_high, test, verdict. Rows sit where
+    `accuracy_intervals` puts them, so the two panels of `final_comparison` line up.
+    """
+    fig, ax = _axes(ax, (6, 0.6 * len(table) + 1.6))
+    y = np.arange(len(table))[::-1]
+    for yi, (_, row) in zip(y, table.iterrows()):
+        if row["name"] == "baseline" or row.get("test") == "same configuration":
+            ax.plot(0, yi, "D", color="black", markersize=5)
+            label = "reference" if row["name"] == "baseline" else "same configuration"
+            ax.annotate(label, (0, yi), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)
+            continue
+        d, low, high = (100 * float(row[k]) for k in ("diff_vs_baseline", "diff_ci_low", "diff_ci_high"))
+        colour = VERDICT_COLORS.get(row.get("verdict"), "tab:gray")
+        ax.errorbar(d, yi, xerr=[[d - low], [high - d]], fmt="o", capsize=5, color=colour)
+        ax.annotate(f"{d:+.1f}", (d, yi), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)
+    ax.axvline(0, color="black", linewidth=1)
+    ax.set_yticks(y, table["name"])
+    ax.set_ylim(-0.7, len(table) - 0.3)
+    ax.set_xlabel("difference from the baseline, points (95% interval)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("Against the baseline (green: better, red: worse, beyond the noise)")
+    return fig
+
+
+def final_comparison(table: pd.DataFrame) -> Figure:
+    """Test accuracy of every configuration beside its paired difference from the baseline."""
+    fig = Figure(figsize=(13, 0.6 * len(table) + 1.8), layout="constrained")
+    accuracy_intervals(table, ax=fig.add_subplot(1, 2, 1))
+    right = fig.add_subplot(1, 2, 2)
+    difference_intervals(table, ax=right)
+    right.set_yticklabels([])
     return fig

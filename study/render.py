@@ -1,23 +1,29 @@
 """Rendering a study report: report.md with its figures, tables, metrics.json and config.json.
 
-`study.report` trains and evaluates; this module turns those runs into the report, and its
-statistics (intervals, paired tests) into a plain-language summary.
+One function per section of the report, each taking what it shows and returning its Markdown;
+`render` strings them together. Every statistic comes from `study.stats`: this module formats.
 """
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from study.config import BASELINE, OPTIMIZER_COMPARISON
+from study import plots, results, stats, storage
+from study.config import (
+    BASELINE, NOTEBOOK_TEST_ACCURACY, NOTEBOOK_VAL_ACCURACY, OPTIMIZER_COMPARISON, ReportConfig,
+)  # fmt: skip
+from study.records import Run, Search, machines, versions
 
-if TYPE_CHECKING:
-    from study.report import ReportConfig, Run, Search
+Runs = dict[str, list[Run]]  # arm name: its runs, one per seed
 
 
-class _Writer:
-    """Saves figures (PNG) and tables (CSV) into the report folder; returns the markdown that shows them."""
+class Writer:
+    """Saves figures (PNG) and tables (CSV) into the report folder; returns the Markdown that shows them."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -31,238 +37,453 @@ class _Writer:
         plt.close(fig)
         return f"![{alt}](figures/{name}.png)"
 
-    def table(self, frame, name: str, shown=None) -> str:
-        from study.results import markdown_table
-
+    def table(self, frame: pd.DataFrame, name: str, shown: pd.DataFrame | None = None) -> str:
         frame.to_csv(self.root / "tables" / f"{name}.csv", index=False)
-        table = markdown_table(frame if shown is None else shown)
+        table = results.markdown_table(frame if shown is None else shown)
         return f"{table}\n\n<sub>[tables/{name}.csv](tables/{name}.csv)</sub>"
 
 
-def summarize(runs: list[Run], n_test: int) -> dict[str, Any]:
-    """Means over seeds, and a 95% interval of test accuracy: Wilson for one seed, Student-t over seeds."""
-    from study.stats import mean_interval, wilson_interval
+def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: Runs, warnings: list[str],
+           invocation: dict[str, Any] | None = None) -> None:
+    """Write report.md, figures/, tables/, metrics.json and config.json into `root`."""
+    out = Writer(root)
+    analysis = stats.analyse(runs, data.y_test)
+    summary = summary_text(analysis, runs, cfg, len(data.y_test), bool(searches))
+    started = time.monotonic()
+    sections = [
+        header_section(cfg, data, summary, warnings),
+        data_section(data, out),
+        baseline_section(runs["baseline"][0], analysis.arms["baseline"], data, cfg, out),
+        optimizers_section(runs, analysis, data, out),
+        searches_section(searches, cfg, out),
+        final_section(runs, analysis, searches, summary, out),
+        provenance_section(cfg, searches, runs, invocation or {}),
+        runs_section(runs, out),
+    ]
+    storage.write_text(root / "report.md", "\n\n".join(sections) + "\n")
+    storage.write_json(root / "config.json", cfg.to_dict())
+    metrics = metrics_json(cfg, data, searches, runs, analysis, summary, warnings, invocation or {})
+    metrics["provenance"]["render_seconds"] = time.monotonic() - started
+    storage.write_json(root / "metrics.json", _finite(metrics))
 
-    acc = [r.test_accuracy for r in runs]
-    if len(runs) == 1:
-        (low, high), kind, std = wilson_interval(round(acc[0] * n_test), n_test), "Wilson", float("nan")
-    else:
-        (low, high), kind, std = mean_interval(acc), "t", float(np.std(acc, ddof=1))
-    val = [r.history["val_accuracy"] for r in runs]
+
+# --- sections ---------------------------------------------------------------------------------------
+
+def header_section(cfg: ReportConfig, data, summary: str, warnings: list[str]) -> str:
+    seeds = ", ".join(map(str, range(cfg.seed, cfg.seed + cfg.seeds)))
+    md = [
+        "# Study report",
+        f"**Summary.** {summary}",
+        f"Data: {data.describe()}. Every model was trained for {epochs_text(cfg.epochs)} (batch {cfg.batch_size}, "
+        f"no early stopping) with seed{'s' if cfg.seeds > 1 else ''} {seeds}, and evaluated once on the test set. "
+        "Configuration: [config.json](config.json); every number: [metrics.json](metrics.json); every retraining: "
+        "[runs/](runs/).",
+        *(f"> **Warning:** {w}" for w in warnings),
+    ]
+    if cfg.data_from.startswith("search"):
+        md.append(f"The data configuration is the one recorded by {cfg.data_from}.")
+    return "\n\n".join(md)
+
+
+def data_section(data, out: Writer) -> str:
+    names = list(data.class_names)
+    splits = {"train": data.y_train, "validation": data.y_val, "test": data.y_test}
+    images = {"train": data.x_train, "validation": data.x_val, "test": data.x_test}
+    shapes = pd.DataFrame([{"split": k, "images": str(images[k].shape), "labels": str(v.shape)}
+                           for k, v in splits.items()])
+    counts = pd.DataFrame({k: np.bincount(v, minlength=len(names)) for k, v in splits.items()}, index=names)
+    return "\n\n".join([
+        "## Data",
+        out.figure(plots.sample_images(data.x_train, data.y_train, names), "samples", "sample images"),
+        out.table(shapes, "data_shapes"),
+        out.table(counts.rename_axis("class").reset_index(), "label_counts"),
+        out.figure(plots.label_counts(counts), "label_counts", "images per class and split"),
+    ])
+
+
+def baseline_section(first: Run, summary: dict[str, Any], data, cfg: ReportConfig, out: Writer) -> str:
+    """The notebook's model in detail: curves, test accuracy, per-class report, confusion matrix, examples."""
+    names = list(data.class_names)
+    report, matrix = stats.classification(data.y_test, first.y_pred, names)
+    per_class = pd.DataFrame([{"class": k, **v} for k, v in report.items() if isinstance(v, dict)])
+    per_class["support"] = per_class["support"].astype(int)
+    pd.DataFrame({
+        "index": np.arange(len(data.y_test)), "true": data.y_test, "predicted": first.y_pred,
+        "true_class": [names[i] for i in data.y_test], "predicted_class": [names[i] for i in first.y_pred],
+    }).to_csv(out.root / "predictions.csv", index=False)
+    curves = plots.training_curves(first.history, title=f"Baseline (seed {first.seed})")
+    grid = plots.prediction_grid(data.x_test, data.y_test, first.y_pred, names, seed=cfg.seed)
+    return "\n\n".join([
+        "## Baseline",
+        f"The notebook's model and recipe: {hp_text(first.hyperparameters)}.",
+        out.figure(curves, "baseline_curves", "baseline loss and accuracy"),
+        f"**Test accuracy {acc_text(summary)}** (95% interval {interval_text(summary)}), "
+        f"test loss {summary['test_loss']:.4f}.",
+        f"Classification report (seed {first.seed}; per-image predictions: [predictions.csv](predictions.csv)):",
+        out.table(per_class, "classification_report"),
+        out.figure(plots.confusion_heatmap(matrix, names), "confusion_matrix", "confusion matrix"),
+        out.figure(grid, "predictions", "correct and incorrect test predictions"),
+    ])
+
+
+def optimizers_section(runs: Runs, analysis: stats.Analysis, data, out: Writer) -> str:
+    """Adam, SGD and RMSprop from the same initial weights and data order, compared in pairs."""
+    arms = {o: "baseline" if o == BASELINE.optimizer else o for o in OPTIMIZER_COMPARISON}
+    rows = []
+    for optimizer, arm in arms.items():
+        row = {"optimizer": optimizer, "learning_rate": OPTIMIZER_COMPARISON[optimizer], **analysis.arms[arm]}
+        rows.append({**row, **_comparison_columns(analysis.comparisons.get(arm))})
+    keys = ["optimizer", "learning_rate", "final_train_accuracy", "final_val_accuracy", "best_val_accuracy",
+            "best_epoch", "test_accuracy", "test_accuracy_std", "diff_vs_baseline", "diff_ci_low", "diff_ci_high",
+            "p_value", "p_holm", "better", "seconds"]
+    frame = pd.DataFrame([{k: r.get(k) for k in keys} for r in rows])
+    shown = pd.DataFrame([{
+        "optimizer": r["optimizer"], "learning rate": f"{r['learning_rate']:g}",
+        "final train accuracy": pct(r["final_train_accuracy"]), "final val accuracy": pct(r["final_val_accuracy"]),
+        "best val accuracy": pct(r["best_val_accuracy"]), "epoch of best": f"{r['best_epoch']:g}",
+        "test accuracy": acc_text(r), "vs baseline (95% interval)": diff_text(r), "seconds": f"{r['seconds']:.0f}",
+    } for r in rows])
+    curves = {f"{o} (lr {OPTIMIZER_COMPARISON[o]:g})": {"val_accuracy": list(np.mean(
+        [r.history["val_accuracy"] for r in runs[arm]], axis=0))} for o, arm in arms.items()}
+    same = all(len({runs[a][i].initial_weights for a in arms.values()}) == 1 for i in range(len(runs["baseline"])))
+    md = [
+        "## Optimizers",
+        "Each optimizer at Keras's default learning rate (what `compile(optimizer=\"sgd\")` gives), the baseline's "
+        "dropouts, trained from scratch " + ("from identical initial weights" if same else "(initial weights DIFFER)")
+        + " with the same data order (per seed); Adam is the baseline run. Means over seeds; each optimizer is "
+        "compared with Adam seed by seed (" + _method_text(analysis) + ").",
+        out.table(frame, "optimizers", shown),
+        out.figure(plots.validation_curves(curves), "optimizer_validation", "validation accuracy per optimizer"),
+    ]
+    if _is_cifar10(data):
+        md.append(notebook_text(rows))
+    return "\n\n".join(md)
+
+
+def notebook_text(rows: list[dict[str, Any]]) -> str:
+    """The notebook's own figures beside this study's, and why they differ."""
+    table = pd.DataFrame([{
+        "optimizer": r["optimizer"],
+        "notebook: val accuracy at epoch 15": pct(NOTEBOOK_VAL_ACCURACY[r["optimizer"]]),
+        "this study: final val accuracy": pct(r["final_val_accuracy"]),
+        "notebook: test accuracy": pct(NOTEBOOK_TEST_ACCURACY) if r["optimizer"] == BASELINE.optimizer else "",
+        "this study: test accuracy": acc_text(r),
+    } for r in rows])
+    return "\n\n".join([
+        "**Against the notebook.** " + results.markdown_table(table),
+        "The notebook trained on the official CIFAR-10 pixels; this study reads the same images as JPEG files, "
+        "whose compression costs the model a little accuracy. And the notebook's SGD and RMSprop runs continued "
+        "training the Adam model's weights, so their validation accuracies measured a fine-tuned Adam model, not "
+        "the optimizers: here each optimizer starts from the same initial weights.",
+    ])
+
+
+def searches_section(searches: list[Search], cfg: ReportConfig, out: Writer) -> str:
+    md = ["## Searches"]
+    if not searches:
+        md.append(f"No search was found in `{cfg.directory}`: run `python -m study.search` first, then rerun the "
+                  "report (the retrainings above are saved and not repeated).")
+        return "\n\n".join(md)
+    progress = {s.name: results.best_so_far(s.trials) for s in searches if len(s.trials)}
+    if progress:
+        md.append(out.figure(plots.best_so_far(progress), "search_progress", "best validation accuracy so far"))
+    md.append(cost_text(searches, out))
+    md += [search_section(s, out) for s in searches]
+    return "\n\n".join(md)
+
+
+def cost_text(searches: list[Search], out: Writer) -> str:
+    """What each search spent: epochs trained against the budget of training every configuration fully."""
+    rows = [{"search": s.name, "tuner": s.config.tuner, **s.cost()} for s in searches]
+    keys = ["search", "tuner", "trials", "configurations", "epochs_trained", "epochs_budget", "saved",
+            "best_val_accuracy", "best_after_trials", "best_after_epochs", "seconds"]
+    frame = pd.DataFrame([{k: r[k] for k in keys} for r in rows])
+    shown = pd.DataFrame([{
+        "search": r["search"], "trials": r["trials"], "configurations": r["configurations"],
+        "epochs trained / budget": f"{r['epochs_trained']} / {r['epochs_budget']}", "saved": pct(r["saved"]),
+        "best val accuracy": pct(r["best_val_accuracy"]),
+        "reached after": f"{r['best_after_trials']} trials, {r['best_after_epochs']} epochs"
+        if r["best_after_trials"] else "", "compute": duration_text(r["seconds"]),
+    } for r in rows])
+    return ("Budget: every configuration a search tried, trained for its full epochs; early stopping and "
+            "Hyperband's short rounds train less.\n\n" + out.table(frame, "search_cost", shown))
+
+
+def search_section(s: Search, out: Writer) -> str:
+    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in s.name)
+    c = s.config
+    trials = s.trials.drop(columns="error") if (s.trials["error"].fillna("") == "").all() else s.trials
+    md = [
+        f"### {s.name}",
+        f"{c.tuner} search, {len(s.trials)} trials of up to {epochs_text(c.epochs)} "
+        f"(early stopping {c.early_stopping or 'off'}), seed {c.seed}.",
+        out.table(trials, f"trials_{slug}"),
+    ]
+    if s.best is None:
+        md.append("No trial completed: nothing to retrain.")
+        return "\n\n".join(md)
+    best = str(s.best["trial_id"])
+    curves = plots.learning_curves(results.learning_curves(s.folder, s.trials), best_trial_id=best,
+                                   title=f"{s.name}: validation accuracy of every trial")
+    parallel = plots.parallel_coordinates(results.parallel_coordinates(s.trials), title=f"{s.name}: every trial")
+    lr = plots.accuracy_vs_learning_rate(s.trials, title=f"{s.name}: validation accuracy against learning rate")
+    dropout = plots.dropout_effect(s.trials, title=f"{s.name}: effect of each dropout rate")
+    md += [
+        f"Best by validation accuracy: trial {best} ({pct(s.best['val_accuracy'])}).",
+        out.figure(curves, f"learning_curves_{slug}", f"{s.name} learning curves"),
+        importance_text(s, slug, out),
+        out.figure(parallel, f"parallel_{slug}", f"{s.name} parallel coordinates"),
+        out.figure(lr, f"lr_{slug}", f"{s.name} learning rates"),
+        out.figure(dropout, f"dropout_{slug}", f"{s.name} dropouts"),
+    ]
+    return "\n\n".join(md)
+
+
+def importance_text(s: Search, slug: str, out: Writer) -> str:
+    """Which hyperparameters mattered, when the search has enough completed trials to hint at it."""
+    result = results.hyperparameter_importance(s.trials)
+    if result.importances.empty:
+        return (f"Hyperparameter importance needs at least {result.needed} completed trials with more than one "
+                f"value of a hyperparameter; this search has {result.n_trials}: not computed.")
+    table = result.importances.reset_index()
+    shown = table.assign(mean=table["mean"].map("{:.3f}".format), std=table["std"].map("{:.3f}".format))
+    return "\n\n".join([
+        f"Hyperparameter importance from {result.n_trials} completed trials (permutation importance of a random "
+        f"forest fitted to them, out-of-bag R² {result.oob_r2:.2f}): a hint, not a measurement; with a handful "
+        "of trials it ranks noise as readily as effects.",
+        out.figure(plots.importance(result, title=f"{s.name}: hyperparameter importance"), f"importance_{slug}",
+                   f"{s.name} hyperparameter importance"),
+        out.table(table, f"importance_{slug}", shown),
+    ])
+
+
+def final_section(runs: Runs, analysis: stats.Analysis, searches: list[Search], summary: str, out: Writer) -> str:
+    """Every arm against the baseline, paired, with Holm's correction; the recommendation by validation."""
+    rows = comparison_rows(runs, analysis, searches)
+    keys = ["name", *BASELINE.hyperparameters(), "search_val_accuracy", "final_val_accuracy", "test_accuracy",
+            "test_accuracy_std", "ci_low", "ci_high", "interval", "diff_vs_baseline", "diff_ci_low", "diff_ci_high",
+            "test", "p_value", "p_holm", "better", "pairs", "verdict"]
+    frame = pd.DataFrame([{**r["hyperparameters"], **r} for r in rows])
+    frame = frame[[k for k in keys if k in frame]].rename(columns={"name": "configuration"})
+    shown = pd.DataFrame([{
+        "configuration": ("**" + r["name"] + "**") if r["name"] == analysis.recommended else r["name"],
+        "hyperparameters": hp_text(r["hyperparameters"]),
+        "val accuracy (search)": pct(r["search_val_accuracy"]),
+        "val accuracy (retrained)": pct(r["final_val_accuracy"]),
+        "test accuracy (95% interval)": f"{acc_text(r)} ({interval_text(r)})",
+        "vs baseline (95% interval)": diff_text(r),
+        "p (Holm)": p_text(r), "better in": f"{r['better']} of {r['pairs']}" if r["pairs"] else "",
+    } for r in rows])
+    figure = plots.final_comparison(frame.rename(columns={"configuration": "name"}))
+    return "\n\n".join([
+        "## Final comparison",
+        f"Each configuration against the baseline, {_method_text(analysis)}. {_holm_text(analysis)} "
+        f"In bold: the recommendation, picked by mean validation accuracy of the retrainings; the test set picks "
+        "nothing.",
+        out.table(frame, "final_comparison", shown),
+        out.figure(figure, "final_comparison", "test accuracy and difference from the baseline, with intervals"),
+        f"**Summary.** {summary}",
+    ])
+
+
+def provenance_section(cfg: ReportConfig, searches: list[Search], runs: Runs, invocation: dict[str, Any]) -> str:
+    """The commands, machines, versions and times behind every number, so the report can be checked and rerun."""
+    unique = _unique_runs(runs)
+    lines = ["## Provenance", "Commands, in order:", ""]
+    for s in searches:
+        lines.append(f"- `{s.command or 'not recorded (a search from before study recorded its command)'}`: "
+                     f"{s.name}, {duration_text(s.cost()['seconds'])} of trials")
+    lines.append(f"- `{invocation.get('command') or 'python -m study.report'}`: {len(unique)} retrainings, "
+                 f"{duration_text(sum(r.seconds for r in unique))} of training")
+    environments = [r.environment for r in unique]
+    for s in searches:
+        environments += [h.get("environment") for h in s.histories().values()]
+    lines += ["", f"Machines: {'; '.join(machines(environments)) or 'not recorded'}.",
+              f"Software: {'; '.join(versions(environments)) or 'not recorded'}."]
+    return "\n".join(lines)
+
+
+def runs_section(runs: Runs, out: Writer) -> str:
+    rows = [{"configuration": name, **r.hyperparameters, "seed": r.seed, "test_accuracy": r.test_accuracy,
+             "test_loss": r.test_loss, "final_val_accuracy": r.final_val_accuracy, "seconds": round(r.seconds, 1),
+             "initial_weights_sha1": r.initial_weights} for name, rs in runs.items() for r in rs]
+    return "### Every retraining\n\n" + out.table(pd.DataFrame(rows), "runs")
+
+
+# --- the numbers behind the sections ---------------------------------------------------------------
+
+def comparison_rows(runs: Runs, analysis: stats.Analysis, searches: list[Search]) -> list[dict[str, Any]]:
+    """One row per arm, the baseline first: its summary, its search's score and its comparison."""
+    by_arm = {f"{s.name} best": s for s in searches if s.best is not None}
+    rows = []
+    for name, arm_runs in runs.items():
+        search = by_arm.get(name)
+        rows.append({
+            "name": name, "hyperparameters": arm_runs[0].hyperparameters, **analysis.arms[name],
+            "search_val_accuracy": float(search.best["val_accuracy"]) if search else math.nan,
+            **_comparison_columns(analysis.comparisons.get(name)),
+        })
+    return rows
+
+
+def _comparison_columns(c: stats.Comparison | None) -> dict[str, Any]:
+    if c is None:  # the baseline itself
+        return {"test": "", "p_value": math.nan, "p_holm": math.nan, "diff_vs_baseline": 0.0,
+                "diff_ci_low": math.nan, "diff_ci_high": math.nan, "better": 0, "pairs": 0, "verdict": ""}
+    return {"test": c.test, "p_value": c.p_value, "p_holm": c.p_holm, "diff_vs_baseline": c.diff,
+            "diff_ci_low": c.ci_low, "diff_ci_high": c.ci_high, "better": c.better, "pairs": c.pairs,
+            "verdict": stats.verdict(c)}
+
+
+def metrics_json(cfg, data, searches, runs, analysis, summary, warnings, invocation) -> dict[str, Any]:
+    names = list(data.class_names)
+    first = runs["baseline"][0]
+    report, matrix = stats.classification(data.y_test, first.y_pred, names)
+    base = analysis.arms["baseline"]
+    pick = analysis.recommended
+    picked = analysis.comparisons.get(pick)
     return {
-        "test_accuracy": float(np.mean(acc)), "test_accuracy_std": std, "ci_low": low, "ci_high": high,
-        "interval": kind, "test_loss": float(np.mean([r.test_loss for r in runs])),
-        "final_train_accuracy": float(np.mean([r.history["accuracy"][-1] for r in runs])),
-        "final_val_accuracy": float(np.mean([v[-1] for v in val])),
-        "best_val_accuracy": float(np.mean([max(v) for v in val])),
-        "best_epoch": float(np.mean([int(np.argmax(v)) + 1 for v in val])),
-        "seconds": float(np.mean([r.seconds for r in runs])),
-        "seeds": [r.seed for r in runs], "test_accuracies": acc,
-    }  # fmt: skip
+        "config": cfg.to_dict(), "class_names": names, "test_size": len(data.y_test), "warnings": warnings,
+        "summary": summary,
+        "splits": {"train": len(data.y_train), "validation": len(data.y_val), "test": len(data.y_test)},
+        "baseline": {"test_accuracy": base["test_accuracy"], "test_loss": base["test_loss"],
+                     "classification_report": report, "confusion_matrix": matrix.tolist()},
+        "comparison": comparison_rows(runs, analysis, searches),
+        "arms": {n: {"hyperparameters": rs[0].hyperparameters, **analysis.arms[n]} for n, rs in runs.items()},
+        "recommendation": {
+            "name": pick, "hyperparameters": runs[pick][0].hyperparameters, "picked_by": "validation",
+            "val_accuracy": analysis.arms[pick]["final_val_accuracy"],
+            "test_accuracy": analysis.arms[pick]["test_accuracy"],
+            "vs_baseline": _comparison_columns(picked) if picked else None,
+        },
+        "searches": [{"name": s.name, "tuner": s.config.tuner, "trials": len(s.trials),
+                      "best_trial_id": None if s.best is None else str(s.best["trial_id"]),
+                      "best_val_accuracy": None if s.best is None else float(s.best["val_accuracy"]),
+                      "command": s.command, **s.cost()} for s in searches],
+        "provenance": {"command": invocation.get("command"), "seconds": invocation.get("seconds"),
+                       "training_seconds": sum(r.seconds for r in _unique_runs(runs))},
+    }
 
 
-def compare(base: list[Run], other: list[Run], y_test: np.ndarray) -> tuple[str, float]:
-    """(test, p-value) for "other differs from base": McNemar's exact test on the paired test
-    predictions for one seed, Welch's t-test over seeds for several."""
-    from scipy.stats import binomtest, ttest_ind
+def _unique_runs(runs: Runs) -> list[Run]:
+    return list({id(r): r for rs in runs.values() for r in rs}.values())
 
-    if all(a is b for a, b in zip(base, other)):
-        return "same run", 1.0
-    if len(base) == 1:
-        right_b, right_o = base[0].y_pred == y_test, other[0].y_pred == y_test
-        only_b, only_o = int(np.sum(right_b & ~right_o)), int(np.sum(right_o & ~right_b))
-        p = binomtest(min(only_b, only_o), only_b + only_o, 0.5).pvalue if only_b + only_o else 1.0
-        return "McNemar", float(p)
-    p = ttest_ind([r.test_accuracy for r in other], [r.test_accuracy for r in base], equal_var=False).pvalue
-    return "Welch t", float(p) if np.isfinite(p) else 1.0
+
+def _is_cifar10(data) -> bool:
+    from study.data import CIFAR10_CLASSES
+
+    return tuple(data.class_names) == CIFAR10_CLASSES and data.input_shape == (32, 32, 3)
+
+
+# --- text -------------------------------------------------------------------------------------------
+
+def summary_text(analysis: stats.Analysis, runs: Runs, cfg: ReportConfig, n_test: int, searched: bool) -> str:
+    """The answer in plain words: the recommendation (by validation), its test accuracy, the noise."""
+    parts = []
+    if not searched:
+        parts.append(f"No search was found in `{cfg.directory}`, so this report answers the notebook's own "
+                     "question only: the baseline (Adam) against SGD and RMSprop.")
+    pick, base = analysis.recommended, analysis.arms["baseline"]
+    a = analysis.arms[pick]
+    over = f"over {cfg.seeds} seeds" if cfg.seeds > 1 else "(one seed)"
+    parts.append(f"**Recommended: {pick}** ({hp_text(runs[pick][0].hyperparameters)}), the highest mean validation "
+                 f"accuracy of the retrainings {over}: {pct(a['final_val_accuracy'])}; the test set did not pick it.")
+    if pick == "baseline":
+        parts.append(f"That is the notebook's own configuration: test accuracy {acc_text(base)} "
+                     f"(95% interval {interval_text(base)}).")
+    else:
+        c = _comparison_columns(analysis.comparisons[pick])
+        parts.append(f"Its test accuracy is {acc_text(a)} against the baseline's {acc_text(base)}: "
+                     f"{diff_text(c)}, {_verdict_text(c['verdict'])}.")
+    parts.append(_beyond_noise_text(analysis))
+    if cfg.seeds == 1:
+        parts.append(f"With one seed the intervals cover only the sampling of the {n_test} test images, not the "
+                     "spread between training runs (about a point of test accuracy for the notebook's CNN): run "
+                     "`--seeds 5` before trusting a difference of a point or two.")
+    if cfg.epochs != BASELINE.epochs:
+        parts.append(f"Every model was trained for {epochs_text(cfg.epochs)} instead of the notebook's "
+                     f"{BASELINE.epochs}: a quick look.")
+    return " ".join(parts)
+
+
+def _beyond_noise_text(analysis: stats.Analysis) -> str:
+    verdicts = {n: stats.verdict(c) for n, c in analysis.comparisons.items()}
+    better = [n for n, v in verdicts.items() if v == "better"]
+    worse = [n for n, v in verdicts.items() if v == "worse"]
+    diff = {n: f"{n} ({100 * c.diff:+.1f} points)" for n, c in analysis.comparisons.items()}
+    text = ("Better than the baseline by more than the noise: " + ", ".join(diff[n] for n in better) + "."
+            if better else "No configuration beat the baseline by more than the noise.")
+    if worse:
+        text += " Worse than the baseline by more than the noise: " + ", ".join(diff[n] for n in worse) + "."
+    return text
+
+
+def _verdict_text(verdict: str) -> str:
+    return {"better": "better than the baseline by more than the noise",
+            "worse": "worse than the baseline by more than the noise",
+            "noise": "within the noise: it could be chance"}.get(verdict, "")
+
+
+def _method_text(analysis: stats.Analysis) -> str:
+    kinds = {c.test for c in analysis.comparisons.values()} - {"same configuration"}
+    if "paired t" in kinds:
+        return "paired by seed (same initial weights and data order): mean difference of test accuracy with a " \
+               "paired Student-t 95% interval and the paired t-test"
+    return "paired by test image (one seed): McNemar's exact test, and the difference with its 95% interval " \
+           "over the test images"
+
+
+def _holm_text(analysis: stats.Analysis) -> str:
+    tested = [c for c in analysis.comparisons.values() if c.test != "same configuration"]
+    if len(tested) < 2:
+        return ""
+    return (f"The p-values are corrected for the {len(tested)} comparisons with Holm's method (a difference counts "
+            "as larger than the noise when its corrected p is below 0.05).")
 
 
 def epochs_text(n: int) -> str:
     return f"{n} epoch{'s' if n != 1 else ''}"
 
 
-def minutes_text(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f}s"
+def duration_text(seconds: float) -> str:
+    if not seconds or not math.isfinite(seconds):
+        return "–"
+    minutes = seconds / 60
+    return f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+def pct(x: float | None) -> str:
+    return f"{100 * x:.1f}%" if x is not None and math.isfinite(x) else ""
 
 
-def _acc(s: dict[str, Any]) -> str:
-    spread = f" ± {100 * s['test_accuracy_std']:.1f}" if np.isfinite(s["test_accuracy_std"]) else ""
-    return f"{_pct(s['test_accuracy'])}{spread}"
+def acc_text(s: dict[str, Any]) -> str:
+    spread = f" ± {100 * s['test_accuracy_std']:.1f}" if math.isfinite(s["test_accuracy_std"]) else ""
+    return f"{pct(s['test_accuracy'])}{spread}"
 
 
-def _interval(s: dict[str, Any]) -> str:
-    return f"{_pct(s['ci_low'])} – {_pct(s['ci_high'])} ({s['interval']})"
+def interval_text(s: dict[str, Any]) -> str:
+    return f"{pct(s['ci_low'])} – {pct(s['ci_high'])}, {s['interval']}"
 
 
-def _hp(hp: dict[str, Any]) -> str:
-    return f"{hp['optimizer']}, lr {hp['learning_rate']:g}, dropout {hp['dropout_1']:g}/{hp['dropout_2']:g}/{hp['dropout_3']:g}"
-
-
-def summary_text(rows: list[dict[str, Any]], cfg: ReportConfig, n_test: int, searched: bool) -> str:
-    """Plain-language answer from the final comparison rows (the first is the baseline)."""
-    base = rows[0]
-    noise = (f"the 95% intervals only cover the sampling of the {n_test} test images, not the spread between "
-             f"training runs (`--seeds 3` measures that)" if cfg.seeds == 1
-             else f"means over {cfg.seeds} seeds with Student-t intervals")  # fmt: skip
-    if not searched:
-        return (f"No search was found, so only the baseline was evaluated: {_acc(base)} test accuracy "
-                f"(95% interval {_interval(base)}); {noise}.")  # fmt: skip
-    winner = max(rows, key=lambda r: r["test_accuracy"])
-    if winner["test_accuracy"] > base["test_accuracy"]:
-        text = (f"**{winner['name']}** ({_hp(winner['hyperparameters'])}) won with {_acc(winner)} test accuracy, "
-                f"{100 * (winner['test_accuracy'] - base['test_accuracy']):+.1f} points against the baseline's "
-                f"{_acc(base)}")  # fmt: skip
-        other = winner
-    else:
-        text = (f"No search's best configuration beat the notebook's baseline ({_hp(base['hyperparameters'])}, "
-                f"{_acc(base)} test accuracy).")  # fmt: skip
-        same = [r["name"] for r in rows[1:] if r["hyperparameters"] == base["hyperparameters"]]
-        if same:
-            text += f" {' and '.join(same)} {'is' if len(same) == 1 else 'are'} the baseline's own configuration."
-        different = [r for r in rows[1:] if r["hyperparameters"] != base["hyperparameters"]]
-        if not different:
-            return f"{text} Note that {noise}." + _epochs_note(cfg)
-        other = max(different, key=lambda r: r["test_accuracy"])
-        text += (f" The best other configuration, {other['name']} ({_hp(other['hyperparameters'])}), reached "
-                 f"{_acc(other)}, {100 * (other['test_accuracy'] - base['test_accuracy']):+.1f} points")  # fmt: skip
-    significant = other["p_value"] < 0.05
-    text += (f" ({other['test']} test, p = {other['p_value']:.2g}: the difference is "
-             f"{'larger than the noise' if significant else 'within the noise and could be chance'}). Note that {noise}.")
-    return text + _epochs_note(cfg)
-
-
-def _epochs_note(cfg: ReportConfig) -> str:
-    if cfg.epochs == BASELINE.epochs:
+def diff_text(row: dict[str, Any]) -> str:
+    """"+1.2 pts (−0.3 to +2.7)"; empty for the baseline, "same configuration" for a shared one."""
+    if not row.get("test"):
         return ""
-    return f" Every model was trained for {epochs_text(cfg.epochs)} instead of the notebook's {BASELINE.epochs}: a quick look."
+    if row["test"] == "same configuration":
+        return "same configuration"
+    return (f"{100 * row['diff_vs_baseline']:+.1f} pts ({100 * row['diff_ci_low']:+.1f} to "
+            f"{100 * row['diff_ci_high']:+.1f})")
 
 
-def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: dict[str, list[Run]], warnings: list[str]) -> None:
-    """Write report.md, figures/, tables/, metrics.json and config.json into `root`."""
-    import pandas as pd
-    from sklearn.metrics import classification_report, confusion_matrix
+def p_text(row: dict[str, Any]) -> str:
+    if not row.get("test") or row["test"] == "same configuration":
+        return ""
+    return f"{row['p_holm']:.2g} ({row['test']}; uncorrected {row['p_value']:.2g})"
 
-    from study import plots, results, storage
 
-    out, names, n_test = _Writer(root), list(data.class_names), len(data.y_test)
-    stats = {name: summarize(rs, n_test) for name, rs in runs.items()}
-    md = [f"# Study report\n\nData: {data.describe()}. Every model was trained for {epochs_text(cfg.epochs)} "
-          f"(batch {cfg.batch_size}, no early stopping) with seeds {stats['baseline']['seeds']}, and evaluated "
-          "once on the test set. Configuration: [config.json](config.json); every number: [metrics.json](metrics.json)."]
-    md += [f"> **Warning:** {w}" for w in warnings]
-    if cfg.data_from.startswith("search"):
-        md.append(f"The data configuration is the one recorded by {cfg.data_from}.")
-
-    # Data
-    splits = {"train": data.y_train, "validation": data.y_val, "test": data.y_test}
-    images = {"train": data.x_train, "validation": data.x_val, "test": data.x_test}
-    shapes = pd.DataFrame([{"split": k, "images": str(images[k].shape), "labels": str(v.shape)} for k, v in splits.items()])
-    counts = pd.DataFrame({k: np.bincount(v, minlength=len(names)) for k, v in splits.items()}, index=names)
-    md += ["## Data", out.figure(plots.sample_images(data.x_train, data.y_train, names), "samples", "sample images"),
-           out.table(shapes, "data_shapes"), out.table(counts.rename_axis("class").reset_index(), "label_counts"),
-           out.figure(plots.label_counts(counts), "label_counts", "images per class and split")]  # fmt: skip
-
-    # Baseline: the details come from its first seed
-    first = runs["baseline"][0]
-    b = stats["baseline"]
-    report = classification_report(data.y_test, first.y_pred, labels=range(len(names)), target_names=names,
-                                   output_dict=True, zero_division=0)  # fmt: skip
-    cls = pd.DataFrame([{"class": k, **v} for k, v in report.items() if isinstance(v, dict)])
-    cls["support"] = cls["support"].astype(int)
-    matrix = confusion_matrix(data.y_test, first.y_pred, labels=range(len(names)))
-    pd.DataFrame({"index": np.arange(n_test), "true": data.y_test, "predicted": first.y_pred,
-                  "true_class": [names[i] for i in data.y_test], "predicted_class": [names[i] for i in first.y_pred]}
-                 ).to_csv(root / "predictions.csv", index=False)  # fmt: skip
-    md += ["## Baseline", f"The notebook's model and recipe: {_hp(first.hyperparameters)}.",
-           out.figure(plots.training_curves(first.history, title=f"Baseline (seed {first.seed})"), "baseline_curves", "baseline loss and accuracy"),
-           f"**Test accuracy {_acc(b)}** (95% interval {_interval(b)}), test loss {b['test_loss']:.4f}.",
-           f"Classification report (seed {first.seed}; per-image predictions: [predictions.csv](predictions.csv)):",
-           out.table(cls, "classification_report"),
-           out.figure(plots.confusion_heatmap(matrix, names), "confusion_matrix", "confusion matrix"),
-           out.figure(plots.prediction_grid(data.x_test, data.y_test, first.y_pred, names, seed=cfg.seed), "predictions", "correct and incorrect test predictions")]  # fmt: skip
-
-    # Optimizers: same initial weights and data order per seed
-    opt = [{"optimizer": o, "learning_rate": lr, **stats["baseline" if o == BASELINE.optimizer else o]}
-           for o, lr in OPTIMIZER_COMPARISON.items()]  # fmt: skip
-    keys = ["final_train_accuracy", "final_val_accuracy", "best_val_accuracy", "best_epoch", "test_accuracy", "test_accuracy_std", "seconds"]
-    opt_frame = pd.DataFrame([{k: r[k] for k in ["optimizer", "learning_rate", *keys]} for r in opt])
-    shown = pd.DataFrame([{"optimizer": r["optimizer"], "learning rate": f"{r['learning_rate']:g}",
-                           "final train accuracy": _pct(r["final_train_accuracy"]), "final val accuracy": _pct(r["final_val_accuracy"]),
-                           "best val accuracy": _pct(r["best_val_accuracy"]), "epoch of best": f"{r['best_epoch']:g}",
-                           "test accuracy": _acc(r), "seconds": f"{r['seconds']:.0f}"} for r in opt])  # fmt: skip
-    curves = {f"{o} (lr {lr:g})": {"val_accuracy": list(np.mean([r.history["val_accuracy"] for r in runs["baseline" if o == BASELINE.optimizer else o]], axis=0))}
-              for o, lr in OPTIMIZER_COMPARISON.items()}  # fmt: skip
-    same = all(len({runs[n][i].initial_weights for n in ("baseline", "sgd", "rmsprop")}) == 1 for i in range(cfg.seeds))
-    md += ["## Optimizers", "Each optimizer at Keras's default learning rate (what `compile(optimizer=\"sgd\")` gives), the "
-           "baseline's dropouts, trained from scratch " + ("from identical initial weights" if same else "(initial weights DIFFER)")
-           + " with the same data order (per seed); Adam is the baseline run. Means over seeds.",
-           out.table(opt_frame, "optimizers", shown), out.figure(plots.validation_curves(curves), "optimizer_validation", "validation accuracy per optimizer")]  # fmt: skip
-
-    # Searches
-    md.append("## Searches")
-    if not searches:
-        md.append(f"No search was found in `{cfg.directory}`: run `python -m study.search` first, then rerun the report.")
-    else:
-        progress = {s.name: results.best_so_far(s.trials) for s in searches if len(s.trials)}
-        if progress:
-            md.append(out.figure(plots.best_so_far(progress), "search_progress", "best validation accuracy so far per search"))
-        for s in searches:
-            slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in s.name)
-            c = s.config
-            md.append(f"### {s.name}\n\n{c.tuner} search, {len(s.trials)} trials of up to {epochs_text(c.epochs)} "
-                      f"(early stopping {c.early_stopping or 'off'}), seed {c.seed}.")  # fmt: skip
-            trials = s.trials.drop(columns="error") if (s.trials["error"].fillna("") == "").all() else s.trials
-            md.append(out.table(trials, f"trials_{slug}"))
-            if s.best is None:
-                md.append("No trial completed: nothing to retrain.")
-                continue
-            md += [f"Best by validation accuracy: trial {s.best['trial_id']} ({_pct(s.best['val_accuracy'])}).",
-                   out.figure(plots.accuracy_vs_learning_rate(s.trials, title=f"{s.name}: validation accuracy against learning rate"), f"lr_{slug}", f"{s.name} learning rates"),
-                   out.figure(plots.dropout_effect(s.trials, title=f"{s.name}: effect of each dropout rate"), f"dropout_{slug}", f"{s.name} dropouts")]  # fmt: skip
-
-    # Final comparison
-    rows = []
-    for name in ["baseline", *(f"{s.name} best" for s in searches if s.best is not None)]:
-        test, p = compare(runs["baseline"], runs[name], data.y_test) if name != "baseline" else ("", float("nan"))
-        search = next((s for s in searches if f"{s.name} best" == name), None)
-        rows.append({"name": name, "hyperparameters": runs[name][0].hyperparameters, **stats[name], "test": test, "p_value": p,
-                     "search_val_accuracy": float(search.best["val_accuracy"]) if search else float("nan"),
-                     "diff_vs_baseline": stats[name]["test_accuracy"] - b["test_accuracy"]})  # fmt: skip
-    final = pd.DataFrame([{"configuration": r["name"], **r["hyperparameters"], **{k: r[k] for k in (
-        "search_val_accuracy", "test_accuracy", "test_accuracy_std", "ci_low", "ci_high", "interval", "diff_vs_baseline", "test", "p_value")}}
-        for r in rows])  # fmt: skip
-    shown = pd.DataFrame([{"configuration": r["name"], "hyperparameters": _hp(r["hyperparameters"]),
-                           "val accuracy (search)": _pct(r["search_val_accuracy"]) if np.isfinite(r["search_val_accuracy"]) else "",
-                           "test accuracy": _acc(r), "95% interval": _interval(r),
-                           "vs baseline": f"{100 * r['diff_vs_baseline']:+.1f} pts" if r["test"] else "",
-                           "p": f"{r['p_value']:.3g} ({r['test']})" if r["test"] else ""} for r in rows])  # fmt: skip
-    summary = summary_text(rows, cfg, n_test, bool(len(rows) > 1))
-    md += ["## Final comparison", out.table(final, "final_comparison", shown),
-           out.figure(plots.accuracy_intervals(final.rename(columns={"configuration": "name"})), "final_comparison", "test accuracy with intervals"),
-           f"**Summary.** {summary}"]  # fmt: skip
-    md.insert(1, f"**Summary.** {summary}")
-
-    all_runs = pd.DataFrame([{"configuration": n, **r.hyperparameters, "seed": r.seed, "test_accuracy": r.test_accuracy,
-                              "test_loss": r.test_loss, "seconds": r.seconds, "initial_weights_sha1": r.initial_weights}
-                             for n, rs in runs.items() for r in rs])  # fmt: skip
-    md += ["### Every retraining", out.table(all_runs.round({"seconds": 1}), "runs")]
-    storage.write_text(root / "report.md", "\n\n".join(md) + "\n")
-    storage.write_json(root / "config.json", cfg.to_dict())
-    storage.write_json(root / "metrics.json", _finite({
-        "config": cfg.to_dict(), "class_names": names, "test_size": n_test, "warnings": warnings, "summary": summary,
-        "splits": {k: len(v) for k, v in splits.items()},
-        "baseline": {"test_accuracy": b["test_accuracy"], "test_loss": b["test_loss"], "classification_report": report,
-                     "confusion_matrix": matrix.tolist()},
-        "comparison": [{k: v for k, v in r.items()} for r in rows],
-        "arms": {n: {"hyperparameters": rs[0].hyperparameters, **stats[n]} for n, rs in runs.items()},
-        "searches": [{"name": s.name, "tuner": s.config.tuner, "trials": len(s.trials),
-                      "best_trial_id": None if s.best is None else str(s.best["trial_id"]),
-                      "best_val_accuracy": None if s.best is None else float(s.best["val_accuracy"])} for s in searches],
-    }))  # fmt: skip
+def hp_text(hp: dict[str, Any]) -> str:
+    return (f"{hp['optimizer']}, lr {hp['learning_rate']:g}, "
+            f"dropout {hp['dropout_1']:g}/{hp['dropout_2']:g}/{hp['dropout_3']:g}")
 
 
 def _finite(obj: Any) -> Any:
@@ -273,6 +494,6 @@ def _finite(obj: Any) -> Any:
         return [_finite(v) for v in obj]
     if isinstance(obj, (float, np.floating)):
         return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
     return obj
-
-

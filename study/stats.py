@@ -159,3 +159,62 @@ def summarize(test_accuracies: Sequence[float], n_test: int) -> dict[str, Any]:
     low, high = mean_interval(acc)
     return {"test_accuracy": float(np.mean(acc)), "test_accuracy_std": float(np.std(acc, ddof=1)),
             "ci_low": low, "ci_high": high, "interval": "t"}  # fmt: skip
+
+
+# --- the report's analysis of its runs -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the report says about uncertainty: per-arm summaries, comparisons, the recommendation."""
+
+    arms: dict[str, dict[str, Any]]  # summarize_runs per arm
+    comparisons: dict[str, Comparison]  # every arm but the baseline, Holm-corrected
+    recommended: str  # by mean validation accuracy
+
+
+def summarize_runs(runs: Sequence[Any], n_test: int) -> dict[str, Any]:
+    """An arm's runs (study.records.Run, one per seed): test accuracy with its interval, and means over seeds."""
+    val = [r.history["val_accuracy"] for r in runs]
+    return {
+        **summarize([r.test_accuracy for r in runs], n_test),
+        "test_loss": float(np.mean([r.test_loss for r in runs])),
+        "final_train_accuracy": float(np.mean([r.history["accuracy"][-1] for r in runs])),
+        "final_val_accuracy": float(np.mean([v[-1] for v in val])),
+        "best_val_accuracy": float(np.mean([max(v) for v in val])),
+        "best_epoch": float(np.mean([int(np.argmax(v)) + 1 for v in val])),
+        "seconds": float(np.mean([r.seconds for r in runs])),
+        "seeds": [r.seed for r in runs],
+        "test_accuracies": [r.test_accuracy for r in runs],
+        "val_accuracies": [v[-1] for v in val],
+    }
+
+
+def compare_runs(base: Sequence[Any], other: Sequence[Any], y_test: np.ndarray) -> Comparison:
+    """An arm against the baseline, paired by seed (several seeds) or by test image (one seed)."""
+    if [r.hyperparameters for r in other] == [r.hyperparameters for r in base]:
+        return same_configuration()
+    if len(base) == 1 and len(other) == 1:
+        return compare_paired_images(base[0].y_pred == y_test, other[0].y_pred == y_test)
+    return compare_paired_seeds({r.seed: r.test_accuracy for r in base}, {r.seed: r.test_accuracy for r in other})
+
+
+def analyse(runs: Mapping[str, Sequence[Any]], y_test: np.ndarray, baseline: str = "baseline") -> Analysis:
+    """Summaries of every arm, each arm against the baseline (Holm over the arms), and the recommendation.
+
+    The recommendation is the arm with the highest mean final validation accuracy: the validation
+    split picks, the test set only reports on the pick.
+    """
+    arms = {name: summarize_runs(rs, len(y_test)) for name, rs in runs.items()}
+    comparisons = {name: compare_runs(runs[baseline], rs, y_test) for name, rs in runs.items() if name != baseline}
+    picked = recommend({name: a["final_val_accuracy"] for name, a in arms.items()}, baseline)
+    return Analysis(arms, holm(comparisons), picked)
+
+
+def classification(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> tuple[dict, np.ndarray]:
+    """scikit-learn's classification report (as a dict) and confusion matrix, every class listed."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    labels = range(len(class_names))
+    report = classification_report(y_true, y_pred, labels=labels, target_names=list(class_names),
+                                   output_dict=True, zero_division=0)
+    return report, confusion_matrix(y_true, y_pred, labels=labels)

@@ -1,12 +1,14 @@
-"""Runs `study.search.main` and SIGKILLs itself at a chosen moment, for the crash tests.
+"""Runs `study.search.main` (or `study.report.main`) and SIGKILLs itself at a chosen moment, for the crash tests.
 
 Usage: python tests/crash_runner.py POINT -- SEARCH_ARGS...
+       python tests/crash_runner.py POINT -- report REPORT_ARGS...
 POINT is one of
   batch:N                  while training, at the N-th batch this process draws (mid-trial)
   trial-begin:N            as the N-th trial of this process starts (between trials)
   written:NAME:TEXT:N      just after the N-th atomic write of a file NAME containing TEXT
   replacing:NAME:N         inside the N-th atomic write of NAME, after the temporary file is
                            written and before it replaces the old file (mid-write)
+  run-saved:N              just after the report saved its N-th retraining
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ def _die() -> None:
 
 
 def _arm(point: str) -> None:
-    from study import model, storage, tuners
+    from study import model, records, storage, tuners
 
     kind, *rest = point.split(":")
     count = {"n": 0}
@@ -68,6 +70,16 @@ def _arm(point: str) -> None:
             return original(src, dst)
 
         storage.os.replace = replace
+    elif kind == "run-saved":
+        original = records.RunStore.save
+
+        def save(self, run):
+            path = original(self, run)
+            if hit(int(rest[0])):
+                _die()
+            return path
+
+        records.RunStore.save = save
     else:
         raise SystemExit(f"unknown crash point {point!r}")
 
@@ -77,6 +89,8 @@ if __name__ == "__main__":
     assert sep == "--"
     if point != "none":
         _arm(point)
-    from study import search
+    from study import report, search
 
+    if argv[:1] == ["report"]:
+        raise SystemExit(report.main(argv[1:]))
     raise SystemExit(search.main(argv))

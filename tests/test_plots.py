@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import io
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -12,7 +10,6 @@ from matplotlib.figure import Figure
 
 from study import plots
 from study.results import best_so_far, best_trial
-from study.stats import mean_interval, wilson_interval
 
 CLASSES = ("cat", "dog", "frog")
 
@@ -89,13 +86,3 @@ def test_best_trial_is_the_highest_validation_accuracy_earliest_on_ties():
     tied = _trials().assign(val_accuracy=[0.6, None, 0.6, 0.6])
     assert best_trial(tied)["trial_id"] == "00"
     assert best_trial(_trials().assign(status="FAILED")) is None
-
-
-def test_intervals():
-    low, high = wilson_interval(70, 100)
-    assert low == pytest.approx(0.6041, abs=1e-4) and high == pytest.approx(0.7811, abs=1e-4)
-    assert wilson_interval(0, 10)[0] == pytest.approx(0) and wilson_interval(10, 10)[1] == pytest.approx(1)
-    low, high = mean_interval([0.70, 0.72, 0.71])
-    assert (low + high) / 2 == pytest.approx(0.71)
-    assert high - low == pytest.approx(2 * 4.302653 * 0.01 / math.sqrt(3), rel=1e-5)
-    assert all(math.isnan(v) for v in mean_interval([0.7]))

@@ -11,7 +11,7 @@ from conftest import SHARED_CIFAR, make_dataset
 from PIL import Image
 from sklearn.metrics import classification_report, confusion_matrix
 
-from study import plots, render, report, search
+from study import plots, render, report, search, stats
 from study.config import BASELINE, DataConfig, SearchConfig, StudyError
 
 
@@ -24,7 +24,8 @@ def finished(tmp_path_factory):
     for tuner in ("grid", "bayesian"):
         argv = ["--tuner", tuner, "--data-dir", str(data), "--epochs", "1", "--max-trials", "2", "--directory", str(runs)]
         assert search.main(argv) == 0
-    assert report.main(["--directory", str(runs), "--output", str(root / "reports"), "--epochs", "1"]) == 0
+    argv = ["--directory", str(runs), "--output", str(root / "reports"), "--epochs", "1", "--seeds", "1"]
+    assert report.main(argv) == 0
     return root
 
 
@@ -33,7 +34,8 @@ def test_every_figure_and_table_is_written_and_referenced(finished):
     text = (out / "report.md").read_text()
     figures = sorted((out / "figures").glob("*.png"))
     expected = {"samples", "label_counts", "baseline_curves", "confusion_matrix", "predictions", "optimizer_validation",
-                "search_progress", "lr_grid", "lr_bayesian", "dropout_grid", "dropout_bayesian", "final_comparison"}
+                "search_progress", "lr_grid", "lr_bayesian", "dropout_grid", "dropout_bayesian", "final_comparison",
+                "learning_curves_grid", "learning_curves_bayesian", "parallel_grid", "parallel_bayesian"}
     assert {f.stem for f in figures} == expected
     for figure in figures:
         assert figure.read_bytes().startswith(b"\x89PNG")
@@ -45,6 +47,7 @@ def test_every_figure_and_table_is_written_and_referenced(finished):
     for table in tables:
         assert f"](tables/{table.name})" in text
     assert "No search was found" not in text and "## Final comparison" in text and "**Summary.**" in text
+    assert text.count("Hyperparameter importance needs at least 8 completed trials") == 2  # 2 trials each
     assert not list(finished.glob(".reports.*"))  # no temporary folder left behind
 
 
@@ -52,7 +55,7 @@ def test_metrics_hold_the_test_accuracies(finished):
     out = finished / "reports"
     metrics = json.loads((out / "metrics.json").read_text())
     names = [row["name"] for row in metrics["comparison"]]
-    assert names == ["baseline", "bayesian best", "grid best"]
+    assert names == ["baseline", "sgd", "rmsprop", "bayesian best", "grid best"]  # every arm against the baseline
     for row in metrics["comparison"]:
         assert 0 <= row["ci_low"] <= row["test_accuracy"] <= row["ci_high"] <= 1
         assert row["interval"] == "Wilson"
@@ -102,16 +105,17 @@ def test_optimizers_start_from_identical_weights_with_the_same_data_order(finish
     assert not np.array_equal(other.get_weights()[0], models[0].get_weights()[0])
 
 
-def _fake_retrain(data, name, hyperparameters, seed, cfg, verbose=2):
+def _fake_retrain(data, hyperparameters, seed, cfg, verbose=2):
     """No training: a Run with a plausible history and deterministic predictions."""
     y_pred = (data.y_test + (np.arange(len(data.y_test)) % 3 == 0)) % data.num_classes
     history = {k: [0.2, 0.4] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
-    return report.Run(name, dict(hyperparameters), seed, history, 1.0, float(np.mean(y_pred == data.y_test)), 1.0,
-                      y_pred, f"weights-{seed}")
+    return report.Run(dict(hyperparameters), seed, history, 1.0, float(np.mean(y_pred == data.y_test)), 1.0,
+                      y_pred, f"weights-{seed}", settings=cfg.settings("tensorflow"))
 
 
 def test_no_search_still_reports_data_and_baseline_and_replaces_the_old_report(tiny_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(report, "retrain", _fake_retrain)
+    (tmp_path / "none").mkdir()  # a search folder with no search in it
     out = tmp_path / "reports"
     out.mkdir()
     (out / "README.md").write_text("kept")
@@ -121,16 +125,18 @@ def test_no_search_still_reports_data_and_baseline_and_replaces_the_old_report(t
     assert report.main(argv) == 0
     text = (out / "report.md").read_text()
     assert "No search was found" in text and "## Data" in text and "## Baseline" in text
+    assert text.split("**Summary.** ")[1].startswith("No search was found")  # its first sentence
     assert "![confusion matrix](figures/confusion_matrix.png)" in text
     assert not (out / "stale.png").exists() and (out / "README.md").read_text() == "kept"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [r["name"] for r in metrics["comparison"]] == ["baseline"]
+    assert [r["name"] for r in metrics["comparison"]] == ["baseline", "sgd", "rmsprop"]
     assert metrics["comparison"][0]["interval"] == "t" and metrics["comparison"][0]["seeds"] == [1, 2]
     assert "none found" in capsys.readouterr().out
 
 
 def test_a_crash_while_rendering_keeps_the_previous_report(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(report, "retrain", _fake_retrain)
+    (tmp_path / "none").mkdir()
     out = tmp_path / "reports"
     out.mkdir()
     (out / "report.md").write_text("previous")
@@ -141,7 +147,10 @@ def test_a_crash_while_rendering_keeps_the_previous_report(tiny_data, tmp_path, 
     monkeypatch.setattr(plots, "confusion_heatmap", broken)
     with pytest.raises(RuntimeError):
         report.main(["--data-dir", str(tiny_data), "--directory", str(tmp_path / "none"), "--output", str(out)])
-    assert (out / "report.md").read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["reports", "tiny"]
+    assert (out / "report.md").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["none", "reports", "tiny"]
+    # The retrainings that ended before the crash are kept for the rerun.
+    assert sorted(p.name for p in out.iterdir()) == ["report.md", "runs"] and len(list((out / "runs").iterdir())) == 15
 
 
 def _project(directory, name, **config):
@@ -157,11 +166,12 @@ def _project(directory, name, **config):
         (lambda d: (d / "grid").mkdir(parents=True), [], "is not a study search"),
         (lambda d: _project(d, "grid").joinpath("config.json").write_text("{not json"), [], "cannot read the search"),
         (lambda d: d.parent.mkdir(exist_ok=True) or d.write_text("a file"), [], "is not a directory"),
-        (lambda d: None, ["--epochs", "0"], "--epochs must be > 0"),
-        (lambda d: None, ["--seeds", "-1"], "--seeds must be > 0"),
-        (lambda d: None, ["--output", "OUT_UNDER_FILE"], "not a writable directory"),
-        (lambda d: None, ["--output", "FOREIGN"], "holds files that are not a report"),
-        (lambda d: None, ["--data-dir", "MISSING"], "no such file or directory"),
+        (lambda d: None, [], "does not exist"),  # a typo in --directory must not cost an hour of training
+        (lambda d: d.mkdir(), ["--epochs", "0"], "--epochs must be > 0"),
+        (lambda d: d.mkdir(), ["--seeds", "-1"], "--seeds must be > 0"),
+        (lambda d: d.mkdir(), ["--output", "OUT_UNDER_FILE"], "not a writable directory"),
+        (lambda d: d.mkdir(), ["--output", "FOREIGN"], "holds files that are not a report"),
+        (lambda d: d.mkdir(), ["--data-dir", "MISSING"], "no such file or directory"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, setup, extra, message):
@@ -205,23 +215,32 @@ def test_real_data_report(tmp_path):
     runs = tmp_path / "runs"
     argv = ["--data-dir", str(SHARED_CIFAR), "--subset", "200", "--epochs", "1", "--directory", str(runs)]
     assert search.main([*argv, "--tuner", "grid", "--max-trials", "2"]) == 0
-    assert report.main(["--directory", str(runs), "--output", str(tmp_path / "out"), "--epochs", "1"]) == 0
+    assert report.main(["--directory", str(runs), "--output", str(tmp_path / "out"), "--epochs", "1", "--seeds", "1"]) == 0
     text = (tmp_path / "out" / "report.md").read_text()
     assert re.search(r"\| airplane +\|", text)  # class names from the folders
 
 
-def test_summary_names_the_winner_the_margin_and_the_noise():
-    cfg = report.ReportConfig(epochs=3)
-    base = {"name": "baseline", "hyperparameters": BASELINE.hyperparameters(), "test_accuracy": 0.40,
-            "test_accuracy_std": float("nan"), "ci_low": 0.37, "ci_high": 0.43, "interval": "Wilson"}
-    other = {**base, "name": "grid best", "hyperparameters": {**BASELINE.hyperparameters(), "optimizer": "rmsprop"},
-             "test_accuracy": 0.45, "test": "McNemar", "p_value": 0.01}
-    text = render.summary_text([base, other], cfg, 1000, True)
-    assert text.startswith("**grid best** (rmsprop, lr 0.001") and "+5.0 points" in text
-    assert "p = 0.01: the difference is larger than the noise" in text and "3 epochs" in text
-    text = render.summary_text([base, {**other, "test_accuracy": 0.39, "p_value": 0.6}], cfg, 1000, True)
-    assert text.startswith("No search's best configuration beat") and "-1.0 points" in text and "could be chance" in text
-    assert "only the baseline" in render.summary_text([base], cfg, 1000, False)
+def test_summary_recommends_by_validation_and_says_what_the_intervals_say():
+    cfg = report.ReportConfig(epochs=3, seeds=3)
+    rmsprop = {**BASELINE.hyperparameters(), "optimizer": "rmsprop"}
+    runs = {"baseline": [_crafted(s, a, 0.60, BASELINE.hyperparameters()) for s, a in ((1, .5), (2, .55), (3, .6))],
+            "grid best": [_crafted(s, a, 0.65, rmsprop) for s, a in ((1, .55), (2, .6), (3, .7))]}
+    analysis = stats.analyse(runs, np.arange(20) % 10)
+    text = render.summary_text(analysis, runs, cfg, 20, True)
+    assert text.startswith("**Recommended: grid best** (rmsprop, lr 0.001") and "over 3 seeds: 65.0%" in text
+    assert "+6.7 pts" in text and "within the noise" in text and "3 epochs" in text
+    assert "No configuration beat the baseline by more than the noise." in text
+    runs["baseline"] = [_crafted(s, a, 0.66, BASELINE.hyperparameters()) for s, a in ((1, .5), (2, .55), (3, .6))]
+    text = render.summary_text(stats.analyse(runs, np.arange(20) % 10), runs, cfg, 20, False)
+    assert text.startswith("No search was found") and "**Recommended: baseline**" in text
+
+
+def _crafted(seed, acc, val, hp, n=20):
+    """A run with test accuracy `acc` on the 20 test images of `tiny_data` and final validation accuracy `val`."""
+    y_test = np.arange(n) % 10
+    y_pred = np.where(np.arange(n) < round(acc * n), y_test, (y_test + 1) % 10)
+    history = {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.0], "val_accuracy": [val]}
+    return report.Run(dict(hp), seed, history, 1.0, acc, 1.0, y_pred, f"weights-{seed}")
 
 
 def test_trial_ids_keep_their_leading_zeros(finished):

@@ -1,0 +1,181 @@
+"""The report's records: the searches it reads and the retrainings it runs, saved one file per run so a report resumes.
+
+Both sides of the report use them: `study.report` trains and saves runs, `study.render` shows them.
+A run is identified by its hyperparameters, its seed and its settings (data, epochs, batch size,
+backend): rerunning the report retrains only the runs that are not saved yet, and a saved run
+whose settings differ is never reused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from study import results, storage
+from study.config import SearchConfig, StudyError
+
+RUNS_FOLDER = "runs"  # inside the report folder: <output>/runs/seed<k>-<key>.json
+
+
+@dataclass
+class Search:
+    """One project under --directory: its configuration, trials and best completed trial."""
+
+    name: str
+    config: SearchConfig
+    trials: pd.DataFrame  # study.results.trials_frame
+    best: pd.Series | None
+    folder: Path
+    command: str | None = None  # the command line recorded in its config.json
+
+    def histories(self) -> dict[str, dict[str, Any]]:
+        """{trial id: its history.json}, for provenance and learning curves."""
+        out = {}
+        for path in sorted(self.folder.glob(f"trial_*/{results.HISTORY_FILE}")):
+            out[path.parent.name.removeprefix("trial_")] = storage.read_json(path)
+        return out
+
+    def cost(self) -> dict[str, Any]:
+        """What the search spent against what it would have without early stopping and Hyperband's rounds.
+
+        Budget: every configuration tried, trained for the search's full epochs. Also when it first
+        reached its best validation accuracy, in trials and in epochs trained.
+        """
+        trials, histories = self.trials, self.histories()
+        new = trials["tuner/round"].fillna(0) == 0 if "tuner/round" in trials else np.ones(len(trials), bool)
+        trained = int(pd.to_numeric(trials["epochs"], errors="coerce").fillna(0).sum())
+        budget = int(np.sum(new)) * self.config.epochs
+        progress = results.best_so_far(trials)
+        reached = progress[progress["best_val_accuracy"] >= progress["best_val_accuracy"].max()].head(1)
+        return {
+            "trials": len(trials), "configurations": int(np.sum(new)), "epochs_trained": trained,
+            "epochs_budget": budget, "saved": 1 - trained / budget if budget else float("nan"),
+            "best_val_accuracy": float(progress["best_val_accuracy"].max()) if len(progress) else float("nan"),
+            "best_after_trials": int(reached["trial"].iloc[0]) if len(reached) else None,
+            "best_after_epochs": int(reached["cumulative_epochs"].iloc[0]) if len(reached) else None,
+            "seconds": float(sum(h.get("seconds", 0.0) for h in histories.values())),
+            "machines": machines(h.get("environment") for h in histories.values()),
+            "versions": versions(h.get("environment") for h in histories.values()),
+        }
+
+
+def find_searches(directory: Path) -> list[Search]:
+    """Every project folder under `directory`; StudyError for an unreadable or foreign folder."""
+    if not directory.exists():
+        return []
+    if not directory.is_dir():
+        raise StudyError(f"--directory {directory} is not a directory")
+    try:
+        folders = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as e:
+        raise StudyError(f"cannot read --directory {directory}: {e.strerror}") from None
+    return [_read_search(folder, directory) for folder in folders]
+
+
+def _read_search(folder: Path, directory: Path) -> Search:
+    saved = folder / "config.json"
+    if not saved.exists():
+        raise StudyError(f"{folder} is not a study search (no config.json); move it out of --directory {directory}")
+    try:
+        raw = storage.read_json(saved)
+        cfg = SearchConfig.from_dict(raw)
+        trials = results.trials_frame(folder)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise StudyError(f"cannot read the search in {folder} ({type(e).__name__}: {e})") from None
+    best = results.best_trial(trials) if len(trials) else None
+    return Search(folder.name, cfg, trials, best, folder, raw.get("command"))
+
+
+@dataclass
+class Run:
+    """One retraining on the training split, evaluated once on the test set."""
+
+    hyperparameters: dict[str, Any]
+    seed: int
+    history: dict[str, list[float]]  # per epoch: loss, accuracy, val_loss, val_accuracy
+    seconds: float
+    test_accuracy: float
+    test_loss: float
+    y_pred: np.ndarray  # predicted class of every test image
+    initial_weights: str  # sha1 of the initial weights: equal for runs that started alike
+    settings: dict[str, Any] = field(default_factory=dict)  # data, epochs, batch size, backend
+    environment: dict[str, Any] = field(default_factory=dict)  # where it ran (study.runtime.environment)
+    ended_at: float | None = None  # wall clock
+
+    @property
+    def final_val_accuracy(self) -> float:
+        return float(self.history["val_accuracy"][-1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "y_pred": self.y_pred.astype(int).tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Run:
+        return cls(**{**d, "y_pred": np.asarray(d["y_pred"], dtype=np.int64)})
+
+
+def run_key(hyperparameters: dict[str, Any], seed: int, settings: dict[str, Any]) -> str:
+    """What makes two runs the same run: equal keys are never trained twice."""
+    text = json.dumps({"hyperparameters": hyperparameters, "seed": seed, "settings": settings}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+class RunStore:
+    """Saved runs in one folder, one JSON file each, written atomically as soon as a run ends."""
+
+    def __init__(self, folder: Path, settings: dict[str, Any]):
+        self.folder, self.settings = Path(folder), settings
+
+    def path(self, hyperparameters: dict[str, Any], seed: int) -> Path:
+        return self.folder / f"seed{seed}-{run_key(hyperparameters, seed, self.settings)}.json"
+
+    def load(self, hyperparameters: dict[str, Any], seed: int, n_test: int | None = None) -> Run | None:
+        """The saved run with these hyperparameters, seed and this store's settings, or None."""
+        path = self.path(hyperparameters, seed)
+        if not path.exists():
+            return None
+        try:
+            run = Run.from_dict(storage.read_json(path))
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise StudyError(f"{path} is unreadable ({type(e).__name__}: {e}); delete it to retrain that run") from None
+        if n_test is not None and len(run.y_pred) != n_test:
+            raise StudyError(f"{path} holds {len(run.y_pred)} test predictions, not {n_test}; delete it to retrain")
+        return run
+
+    def save(self, run: Run) -> Path:
+        path = self.path(run.hyperparameters, run.seed)
+        storage.write_json(path, run.to_dict())
+        return path
+
+    def other_settings(self, jobs: list[tuple[dict[str, Any], int]]) -> dict[str, int]:
+        """{setting: saved runs} of saved runs of these jobs (same hyperparameters and seed) with other settings."""
+        wanted = {json.dumps([hp, seed], sort_keys=True) for hp, seed in jobs}
+        differing: dict[str, int] = {}
+        for path in sorted(self.folder.glob("seed*-*.json")):
+            try:
+                saved = storage.read_json(path)
+            except (OSError, ValueError):
+                continue
+            same_job = json.dumps([saved.get("hyperparameters"), saved.get("seed")], sort_keys=True) in wanted
+            theirs = saved.get("settings", {})
+            if same_job and theirs != self.settings:
+                for name in sorted(set(theirs) | set(self.settings)):
+                    if theirs.get(name) != self.settings.get(name):
+                        differing[name] = differing.get(name, 0) + 1
+        return differing
+
+
+def machines(environments) -> list[str]:
+    """The distinct machines in these environments (study.runtime.environment), as "CPU model, N cores"."""
+    return sorted({f"{e['cpu']}, {e['cores']} cores" for e in environments if e})
+
+
+def versions(environments) -> list[str]:
+    """The distinct software versions in these environments, e.g. "tensorflow 2.21.0, keras 3.15.1, ..."."""
+    names = ("backend", "tensorflow", "jax", "torch", "keras", "keras-tuner", "python")
+    return sorted({", ".join(f"{n} {e[n]}" for n in names if n in e) for e in environments if e})

@@ -1,0 +1,130 @@
+"""The report resumes: every retraining is saved as it ends, a rerun trains only what is missing."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from study import report, stats
+
+RUNNER = Path(__file__).with_name("crash_runner.py")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _report(point: str, argv: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(RUNNER), point, "--", "report", *argv], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def _argv(data: Path, tmp_path: Path, out: str, *extra: str) -> list[str]:
+    (tmp_path / "searches").mkdir(exist_ok=True)
+    return ["--data-dir", str(data), "--directory", str(tmp_path / "searches"), "--output", str(tmp_path / out),
+            "--epochs", "1", *extra]
+
+
+def _numbers(out: Path) -> dict:
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {row["name"]: [row[k] for k in ("test_accuracy", "test_loss", "final_val_accuracy", "diff_vs_baseline")]
+            for row in metrics["comparison"]}
+
+
+def _trained(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if "] retraining seed" in line]
+
+
+def test_sigkill_after_the_second_retraining_then_rerun_trains_only_the_rest(tiny_data, tmp_path):
+    whole = _report("none", _argv(tiny_data, tmp_path, "whole", "--seeds", "2"))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert len(_trained(whole.stdout)) == 6  # baseline, sgd, rmsprop x 2 seeds
+
+    argv = _argv(tiny_data, tmp_path, "crashed", "--seeds", "2")
+    killed = _report("run-saved:2", argv)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert len(list((tmp_path / "crashed" / "runs").glob("*.json"))) == 2 and not (tmp_path / "crashed" / "report.md").exists()
+    rerun = _report("none", argv)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "2 of 6 already saved" in rerun.stdout and len(_trained(rerun.stdout)) == 4
+    expected, got = _numbers(tmp_path / "whole"), _numbers(tmp_path / "crashed")
+    assert got.keys() == expected.keys()
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-6, err_msg=name)
+
+    # Nothing left to train: rendering only.
+    again = _report("none", argv)
+    assert again.returncode == 0 and "6 of 6 already saved" in again.stdout and not _trained(again.stdout)
+
+
+def test_more_seeds_later_train_only_the_new_seeds_and_other_settings_are_not_reused(tiny_data, tmp_path, capsys):
+    assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "1")) == 0
+    assert len(_trained(capsys.readouterr().out)) == 3
+    assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "2")) == 0
+    trained = _trained(capsys.readouterr().out)
+    assert len(trained) == 3 and all("seed 2," in line for line in trained)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["arms"]["baseline"]["seeds"] == [1, 2] and metrics["comparison"][1]["test"] == "paired t"
+
+    argv = _argv(tiny_data, tmp_path, "out", "--seeds", "1")
+    argv[argv.index("--epochs") + 1] = "2"
+    assert report.main(argv) == 0
+    out = capsys.readouterr().out
+    assert len(_trained(out)) == 3
+    notes = [line for line in out.splitlines() if "not reused" in line]
+    assert len(notes) == 1 and "epochs (3)" in notes[0]  # the three seed-1 runs trained for 1 epoch
+    assert len(list((tmp_path / "out" / "runs").glob("*.json"))) == 9  # nothing deleted
+
+
+def _crafted_retrain(accuracies):
+    """retrain() without training: test accuracy from `accuracies[(optimizer, seed)]`, validation = test."""
+
+    def retrain(data, hyperparameters, seed, cfg, verbose=2):
+        acc = accuracies[(hyperparameters["optimizer"], seed)]
+        n = len(data.y_test)
+        y_pred = np.where(np.arange(n) < round(acc * n), data.y_test, (data.y_test + 1) % data.num_classes)
+        history = {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.0], "val_accuracy": [acc]}
+        return report.Run(dict(hyperparameters), seed, history, 1.0, acc, 1.0, y_pred, f"w{seed}",
+                          settings=cfg.settings("tensorflow"))
+
+    return retrain
+
+
+def test_the_report_renders_the_numbers_of_a_crafted_set_of_runs(tiny_data, tmp_path, monkeypatch):
+    """Test accuracies chosen so that every printed statistic can be worked out by hand (20 test images)."""
+    acc = {("adam", 1): 0.50, ("adam", 2): 0.55, ("adam", 3): 0.60,
+           ("sgd", 1): 0.30, ("sgd", 2): 0.40, ("sgd", 3): 0.35,
+           ("rmsprop", 1): 0.55, ("rmsprop", 2): 0.60, ("rmsprop", 3): 0.70}
+    monkeypatch.setattr(report, "retrain", _crafted_retrain(acc))
+    assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "3")) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    rows = {r["name"]: r for r in metrics["comparison"]}
+    t2 = 0.95 * (2 / (1 - 0.95**2)) ** 0.5  # t(0.975, 2 df)
+    p_rms = 1 - 4.0 / (16 + 2) ** 0.5  # differences 0.05, 0.05, 0.10: t = 4 with 2 df
+    t_sgd = 0.2 / (0.05 / 3**0.5)  # differences -0.20, -0.15, -0.25
+    p_sgd = 1 - t_sgd / (t_sgd**2 + 2) ** 0.5
+    assert rows["rmsprop"]["diff_vs_baseline"] == pytest.approx(0.2 / 3)
+    assert rows["rmsprop"]["diff_ci_high"] - 0.2 / 3 == pytest.approx(t2 * (0.05 / 3**0.5) / 3**0.5, rel=1e-6)
+    assert rows["rmsprop"]["p_value"] == pytest.approx(p_rms, rel=1e-6)
+    assert rows["sgd"]["p_value"] == pytest.approx(p_sgd, rel=1e-6)
+    assert rows["sgd"]["p_holm"] == pytest.approx(2 * p_sgd, rel=1e-6)  # the smaller p, times 2
+    assert rows["rmsprop"]["p_holm"] == pytest.approx(p_rms, rel=1e-6)
+    assert (rows["sgd"]["verdict"], rows["rmsprop"]["verdict"]) == ("worse", "noise")
+    assert rows["rmsprop"]["better"] == 3 and rows["sgd"]["better"] == 0
+    assert rows["baseline"]["ci_high"] - 0.55 == pytest.approx(t2 * 0.05 / 3**0.5, rel=1e-6)
+    recommendation = metrics["recommendation"]
+    assert recommendation["name"] == "rmsprop" and recommendation["picked_by"] == "validation"
+    assert recommendation["test_accuracy"] == pytest.approx(0.6166667, abs=1e-6)
+    assert recommendation["vs_baseline"]["p_holm"] == pytest.approx(p_rms, rel=1e-6)
+
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "**Recommended: rmsprop**" in text and "+6.7 pts (-0.5 to +13.8)" in text
+    assert f"| {p_rms:.2g} (paired t; uncorrected {p_rms:.2g})" in text
+    assert f"{2 * p_sgd:.2g} (paired t; uncorrected {p_sgd:.2g})" in text
+    assert "Worse than the baseline by more than the noise: sgd (-20.0 points)." in text
+    assert "No configuration beat the baseline by more than the noise." in text
+    assert "Holm's method" in text
+    assert stats.verdict(stats.Comparison("paired t", 0.2 / 3, 0, 0, p_rms, 3, 3, p_rms)) == "noise"
