@@ -235,7 +235,10 @@ def _dropout_limits(rates: pd.DataFrame) -> tuple[float, float]:
 
 
 def accuracy_intervals(table: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
-    """Test accuracy with its 95% interval, one row per configuration (columns: name, test_accuracy, ci_low, ci_high)."""
+    """Test accuracy with its 95% interval, one row per configuration.
+
+    Columns: name, test_accuracy, ci_low, ci_high.
+    """
     fig, ax = _axes(ax, (7, 0.6 * len(table) + 1.6))
     y = np.arange(len(table))[::-1]
     acc = table["test_accuracy"].to_numpy(float)

@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default: {ReportConfig.seeds}; 1: a quick look, Wilson interval and McNemar's test)")
     p.add_argument("--seed", type=int, help="first seed (default: the first search's --seed, else 1)")
     p.add_argument("--batch-size", type=int, default=BASELINE.batch_size, help=f"default: {BASELINE.batch_size}")
-    p.add_argument("--full-data", action="store_true",
-                   help="retrain on every image even if the searches used --subset (search cheaply, report at full budget)")
+    p.add_argument("--full-data", action="store_true", help="retrain on every image even if the searches used "
+                   "--subset (search cheaply, report at full budget)")
     add_data_arguments(p)
     # None marks "not given": without data flags the searches' own data configuration is used.
     p.set_defaults(image_size=None, channels=None, split_seed=None)
@@ -199,7 +199,7 @@ def train_missing(data, store: RunStore, todo: list[tuple[dict[str, Any], int]],
     started = time.monotonic()
     for i, (hp, seed) in enumerate(todo, 1):
         values = ", ".join(f"{k}={v}" for k, v in hp.items())
-        log(f"[{i}/{len(todo)}] retraining seed {seed}, {cfg.epochs} epochs: {values}")
+        log(f"[{i}/{len(todo)}] retraining seed {seed}, {cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}: {values}")
         run = retrain(data, hp, seed, cfg, verbose=verbose)
         path = store.save(run)
         left = (time.monotonic() - started) / i * (len(todo) - i)
@@ -214,6 +214,8 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
 
     started = time.monotonic()
     data = load_dataset(cfg.data)  # before anything is written: bad data leaves no trace
+    with runtime.without_notebook_modules():  # Keras would import matplotlib and IPython for nothing
+        import keras  # noqa: F401
     log(data.describe())
     for w in warnings:
         log(f"warning: {w}")
@@ -273,6 +275,7 @@ def _swap(new: Path, output: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     runtime.configure()
+    runtime.quiet_tensorflow()  # imports nothing: --help and bad input stay fast
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)

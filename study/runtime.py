@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import importlib.abc
+import importlib.util
+import logging
 import os
 import platform
+import re
+import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from importlib import metadata
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number
@@ -23,6 +30,130 @@ def configure() -> None:
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     if "MALLOC_ARENA_MAX" not in os.environ:  # the user's own setting wins
         _libc_call("mallopt", _M_ARENA_MAX, 2)
+
+
+def _cc_log(level: str, source: str, text: str) -> str:
+    """A TensorFlow C++ log line: `I0000 00:00:1795524890.785963    5062 cudart_stub.cc:31] text`."""
+    return rf"{level}\d{{4}} [\d:.]+ +\d+ {re.escape(source)}:\d+\] {text}"
+
+
+# The lines TensorFlow 2.21 writes to file descriptor 2 while it loads and first looks for devices.
+# `import tensorflow` logs twice before absl's logging is initialised, so TF_CPP_MIN_LOG_LEVEL does not
+# apply: when its first extension module (_pywrap_cpu_feature_guard) loads, and again when its
+# profiler plugin (_pywrap_profiler_plugin) does. The first device query logs the cuInit error, at
+# level E, which TF_CPP_MIN_LOG_LEVEL=2 keeps. Any other line passes.
+TENSORFLOW_NOTICES = re.compile("|".join([
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
+    _cc_log("I", "cudart_stub.cc", r"Could not find cuda drivers on your machine, GPU will not be used\.$"),
+    _cc_log("I", "cpu_feature_guard.cc", "This TensorFlow binary is optimized to use available CPU instructions"),
+    r"To enable the following instructions: .*, in other operations, rebuild TensorFlow with the appropriate",
+    _cc_log("I", "port.cc", r"oneDNN custom operations are on\. "),
+    # No CUDA driver library to load (303, CUDA_ERROR_SHARED_OBJECT_INIT_FAILED), as the cudart_stub
+    # line said: a CPU-only machine. Any other cuInit failure is a broken GPU setup and passes.
+    _cc_log("E", "cuda_platform.cc", r"failed call to cuInit: .*\(303\)$"),
+]))
+
+# The filter runs in a helper process, so that a line written just before a crash (a C++ abort
+# while TensorFlow loads) still gets out: the helper forwards until the pipe closes.
+_FILTER = """
+import os, re, sys
+noise = re.compile(os.fsencode(sys.argv[1]))
+for line in sys.stdin.buffer:
+    if not noise.match(line):
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+"""
+
+
+@contextlib.contextmanager
+def filtered_stderr(noise: re.Pattern[str]) -> Iterator[None]:
+    """Inside the block, lines written to file descriptor 2 that `noise` matches (from their start) are dropped.
+
+    Every other line passes, as it is written, in order: C++ libraries write to the descriptor
+    directly, so filtering `sys.stderr` would not see them. `noise.pattern` is used, without flags.
+    Without a usable descriptor 2 or a Python executable to run the filter, nothing is filtered.
+    """
+    sys.stderr.flush()
+    try:
+        original = os.dup(2)
+    except OSError:
+        yield
+        return
+    read_end, write_end = os.pipe()
+    try:
+        helper = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _FILTER, noise.pattern],
+            stdin=read_end, stdout=original, stderr=original,
+            start_new_session=True,  # a Ctrl-C for this process must not stop the filter first
+        )
+    except (OSError, ValueError):  # no executable (an embedded interpreter)
+        helper = None
+    os.close(read_end)
+    if helper is not None:
+        os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        if helper is not None:
+            sys.stderr.flush()
+            os.dup2(original, 2)  # closes the pipe's last write end: the helper drains it and exits
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a child process still holds the pipe
+                helper.wait(timeout=10)
+        os.close(original)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Runs the first `import tensorflow`, wherever it happens, and its first device query in `filtered_stderr`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)  # the first import only
+        spec = importlib.util.find_spec(name)
+        if spec is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader.exec_module = functools.partial(_load_quietly, spec.loader.exec_module)
+        return spec
+
+
+def _load_quietly(exec_module: Callable, module) -> None:
+    with filtered_stderr(TENSORFLOW_NOTICES):
+        exec_module(module)
+        # The first device query logs the cuInit error: made here, inside the filter, rather than
+        # wherever TensorFlow would first need its devices.
+        try:
+            module.config.list_physical_devices()
+        except Exception:  # it fails again, visibly, where TensorFlow first needs its devices
+            pass
+
+
+class _NoRetracingNotices(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls to <function> triggered tf.function retracing".
+
+    Every trial and retraining builds a new model, whose functions are traced anew: the retracing
+    that TensorFlow warns about is expected here, and the warning has nothing to act on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's start-up notices and retracing warnings off the console; real errors still show.
+
+    Imports nothing: the first `import tensorflow` (by Keras, Keras Tuner or the data loader) runs
+    with file descriptor 2 filtered through TENSORFLOW_NOTICES, and the "tensorflow" logger drops
+    retracing warnings. With TF_CPP_MIN_LOG_LEVEL set to 0 or 1 (asking for TensorFlow's info
+    lines), the start-up lines are left alone. Call it after `configure()`, before TensorFlow loads.
+    """
+    tf_logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _NoRetracingNotices) for f in tf_logger.filters):
+        tf_logger.addFilter(_NoRetracingNotices())
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") in ("0", "1") or "tensorflow" in sys.modules:
+        return
+    if not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 
 @contextlib.contextmanager

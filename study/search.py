@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shlex
 import shutil
@@ -98,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--directory", default="tuner_results", help="where projects are kept (default: tuner_results)")
     p.add_argument("--project-name", help="project folder inside --directory (default: the tuner's name)")
     p.add_argument("--overwrite", action="store_true", help="delete the project and start over (default: resume it)")
+    p.add_argument("--tensorboard", metavar="DIR", help="log every trial's per-epoch metrics and hyperparameters "
+                   "for TensorBoard into DIR/<project-name>/<trial>/ (view: tensorboard --logdir DIR)")
     add_data_arguments(p)
     d = p.add_argument_group(
         "distributed tuning",
@@ -146,7 +147,7 @@ def parse_config(argv: Sequence[str] | None = None) -> SearchConfig:
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
         early_stopping=args.early_stopping or None, initial_points=args.initial_points,
         overwrite=args.overwrite, role=args.role, oracle=args.oracle, worker_id=args.worker_id,
-        data=data_config(args), space=space,
+        tensorboard=args.tensorboard, data=data_config(args), space=space,
     )  # fmt: skip
     cfg.validate()
     return cfg
@@ -156,9 +157,11 @@ def prepare_project(cfg: SearchConfig, log=print) -> bool:
     """Check an existing project against `cfg`; returns True when the search resumes it."""
     project = cfg.project_dir
     saved = project / "config.json"
-    if cfg.overwrite and project.exists():
-        log(f"--overwrite: deleting {project}")
-        shutil.rmtree(project)
+    if cfg.overwrite:
+        if project.exists():
+            log(f"--overwrite: deleting {project}")
+            shutil.rmtree(project)
+        _delete_tensorboard_logs(cfg, log)
         return False
     if not saved.exists():
         if project.exists() and any(project.iterdir()):
@@ -179,6 +182,20 @@ def prepare_project(cfg: SearchConfig, log=print) -> bool:
             f"or --project-name NEW to keep both"
         )
     return True
+
+
+def _delete_tensorboard_logs(cfg: SearchConfig, log) -> None:
+    """--overwrite: the old trials' TensorBoard logs go too, or TensorBoard would show them beside the new ones.
+
+    Only Keras Tuner's trial folders (those holding an `execution0`) are deleted, in case
+    --tensorboard points somewhere that already had a folder of the project's name.
+    """
+    folder = cfg.tensorboard_dir
+    trials = [d for d in folder.iterdir() if (d / "execution0").is_dir()] if folder and folder.is_dir() else []
+    if trials:
+        log(f"--overwrite: deleting the TensorBoard logs of {len(trials)} trials in {folder}")
+    for trial in trials:
+        shutil.rmtree(trial)
 
 
 def distributed_role(cfg: SearchConfig) -> str | None:
@@ -262,13 +279,18 @@ def _announce(cfg: SearchConfig, role: str | None, tuner, resuming: bool, log) -
     elif role == "worker":
         log(f"worker {os.environ['KERASTUNER_TUNER_ID']}: running trials from the chief at {where}")
     log(f"{cfg.tuner} search into {cfg.project_dir}")
+    if cfg.tensorboard and role != "chief":  # the chief trains nothing
+        log(f"TensorBoard logs: {cfg.tensorboard_dir} (tensorboard --logdir {cfg.tensorboard})")
 
 
 def _search(tuner, data, cfg: SearchConfig) -> None:
     """tuner.search without the warnings a user can do nothing about; SearchStopped after too many failures."""
     from sklearn.exceptions import ConvergenceWarning
 
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices for every new model
+    from study.tuners import TensorBoard
+
+    # Each worker of a distributed search passes its own: with a shared filesystem, every trial lands in one folder.
+    callbacks = [TensorBoard(cfg.tensorboard)] if cfg.tensorboard else []
     try:
         with warnings.catch_warnings():
             # Keras Tuner's Gaussian process on a handful of trials often ends at a length-scale
@@ -278,7 +300,7 @@ def _search(tuner, data, cfg: SearchConfig) -> None:
             # is not built yet: Keras warns on every such trial that the optimizer state restarts
             # (as it does in Keras Tuner; README, "Cheaper searches").
             warnings.filterwarnings("ignore", message=r"Skipping variable loading for optimizer")
-            tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val))
+            tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), callbacks=callbacks)
     except RuntimeError as e:
         if "consecutive failures" not in str(e):
             raise
@@ -287,7 +309,8 @@ def _search(tuner, data, cfg: SearchConfig) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    runtime.configure()  # TensorFlow's C++ start-up chatter
+    runtime.configure()
+    runtime.quiet_tensorflow()  # imports nothing: --help and bad input stay fast
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         cfg = parse_config(argv)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import re
 import shutil
 import tarfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +27,18 @@ def _zip(src, dest, with_dirs=False):
             if p.is_file() or with_dirs:
                 zf.write(p, p.relative_to(src).as_posix())
     return dest
+
+
+def _with_file(tmp_path: Path, name: str, content: bytes) -> Path:
+    """A class-folders dataset with one file replaced or added."""
+    root = make_dataset(tmp_path / "d", split=False)
+    (root / name).write_bytes(content)
+    return root
+
+
+def _truncate(path: Path) -> None:
+    """Cut a PNG in half: its header stays whole, so only decoding it finds the damage."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def test_train_test_folders_load_as_uint8_with_class_names(tmp_path):
@@ -121,9 +135,10 @@ def test_subset_is_stratified_and_test_shrinks_in_proportion(tmp_path):
         (lambda p: (p / "empty").mkdir() or p / "empty", "no class folders"),
         (lambda p: (write_images(p / "d" / "only", 5, seed=0), p / "d")[1], "only one class folder"),
         (lambda p: (make_dataset(p / "d", split=False), (p / "d" / "zebra").mkdir(), p / "d")[2], "empty class folder"),
-        (lambda p: (make_dataset(p / "d", split=False), (p / "d" / "cat" / "0001.png").write_bytes(b"\x89PNG broken"), p / "d")[2], "not a readable PNG or JPEG"),
-        (lambda p: (make_dataset(p / "d", split=False), (p / "d" / "cat" / "notes.txt").write_text("hi"), p / "d")[2], "not a PNG or JPEG image"),
-        (lambda p: (make_dataset(p / "d"), shutil.rmtree(p / "d" / "test" / "frog"), p / "d")[2], "different class folders"),
+        (lambda p: _with_file(p, "cat/0001.png", b"\x89PNG broken"), "not a readable PNG or JPEG"),
+        (lambda p: _with_file(p, "cat/notes.txt", b"hi"), "not a PNG or JPEG image"),
+        (lambda p: (make_dataset(p / "d"), shutil.rmtree(p / "d" / "test" / "frog"), p / "d")[2],
+         "different class folders"),
         (lambda p: (make_dataset(p / "d"), shutil.rmtree(p / "d" / "test"), p / "d")[2], "no test/ folder"),
     ],
     ids=["missing", "bad-tar", "bad-zip", "unknown-suffix", "no-classes", "one-class", "empty-class",
@@ -134,6 +149,47 @@ def test_bad_data_is_one_clear_error(tmp_path, make, message):
     with pytest.raises(DataError, match=message) as info:
         load_dataset(DataConfig(data_dir=str(path)))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("source", ["folder", "tar.gz", "zip"])
+@pytest.mark.parametrize("member", ["train/dog/0003.png", "test/frog/0001.png"])
+def test_corrupt_image_is_named_by_its_path(tmp_path, source, member):
+    root = make_dataset(tmp_path / "d", n_train=10, n_test=3)
+    _truncate(root / member)
+    path = {"folder": lambda: root, "tar.gz": lambda: _tar(root, tmp_path / "d.tar.gz"),
+            "zip": lambda: _zip(root, tmp_path / "d.zip")}[source]()
+    with pytest.raises(DataError) as info:
+        load_dataset(DataConfig(data_dir=str(path)), keep_test=False)
+    # The file as the user finds it: its path, or the archive's path and the member's name.
+    assert str(info.value).startswith(f"{path}/{member}: not a readable PNG or JPEG image (")
+    assert "\n" not in str(info.value)
+
+
+def _pixels(*arrays) -> set[bytes]:
+    return {image.tobytes() for x in arrays for image in x}
+
+
+@pytest.mark.parametrize("split", [True, False], ids=["train-test-folders", "class-folders"])
+@pytest.mark.parametrize("part", ["train", "test"])
+def test_corrupt_image_outside_the_subset_is_an_error(tmp_path, split, part):
+    """--subset leaves images out; a broken one among them is still an error, never skipped."""
+    from PIL import Image
+
+    root = make_dataset(tmp_path / "d", split=split, n_train=20, n_test=5)
+    cfg = DataConfig(data_dir=str(root), subset=15)
+    whole, sub = load_dataset(DataConfig(data_dir=str(root))), load_dataset(cfg)
+    in_part = _pixels(whole.x_test) if part == "test" else _pixels(whole.x_train, whole.x_val)
+    used = _pixels(sub.x_train, sub.x_val, sub.x_test)
+    left_out = []
+    for path in sorted(root.rglob("*.png")):
+        pixels = np.asarray(Image.open(path)).tobytes()
+        if pixels in in_part and pixels not in used:
+            left_out.append(path)
+    assert left_out, "the subset uses every image of this part"
+    _truncate(left_out[0])
+    for keep_test in (True, False):
+        with pytest.raises(DataError, match=re.escape(f"{left_out[0]}: not a readable PNG or JPEG image")):
+            load_dataset(cfg, keep_test=keep_test)
 
 
 def test_subset_out_of_range(tmp_path):
@@ -184,6 +240,7 @@ def test_batches_scale_to_unit_float32_and_shuffle_reproducibly():
     assert np.concatenate([a[i][1] for i in range(len(a))]).tolist() != order_a.tolist()
 
 
+@pytest.mark.slow  # every one of the 60,000 images is decoded, the 100 kept and the others checked: 20-35 s
 @pytest.mark.skipif(not SHARED_CIFAR.exists(), reason=f"{SHARED_CIFAR} is not here (read-only shared data)")
 def test_shared_cifar10_jpeg_subset():
     data = load_dataset(DataConfig(data_dir=str(SHARED_CIFAR), subset=100))
