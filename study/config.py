@@ -225,7 +225,10 @@ class ReportConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def settings(self, backend: str) -> dict[str, Any]:
-        """What a saved run must share with this report to be reused: data and training settings."""
+    def settings(self, backend: str, model: Any = None) -> dict[str, Any]:
+        """What a saved run must share with this report to be reused: data, model and training settings.
+
+        `model` is None for the notebook's CNN, else what identifies the user's model function.
+        """
         return {"data": dataclasses.asdict(self.data), "epochs": self.epochs, "batch_size": self.batch_size,
-                "backend": backend}
+                "backend": backend, "model": model}

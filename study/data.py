@@ -12,6 +12,7 @@ That holds with `--subset` too: the images a subset leaves out are decoded (then
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import tarfile
@@ -40,21 +41,24 @@ class DataError(StudyError):
 class Dataset:
     """uint8 images (n, height, width, channels) and int32 labels for each split, with class names.
 
-    `x_test` is None when the caller asked not to keep the test images (a search never looks at them).
+    `x_test` is None when the caller asked not to keep the test images (a search never looks at them);
+    `x_train` and `x_val` are None once a report has trained (`without_training_images`).
     """
 
-    x_train: np.ndarray
+    x_train: np.ndarray | None
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: np.ndarray | None
     y_val: np.ndarray
     x_test: np.ndarray | None
     y_test: np.ndarray
     class_names: tuple[str, ...]
     source: str
+    image_shape: tuple[int, int, int]  # (height, width, channels)
+    samples: tuple[np.ndarray, np.ndarray] | None = None  # kept by without_training_images
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])
+        return tuple(self.image_shape)
 
     @property
     def num_classes(self) -> int:
@@ -62,10 +66,52 @@ class Dataset:
 
     def describe(self) -> str:
         return (
-            f"{self.source}: {len(self.x_train)} train / {len(self.x_val)} validation / "
+            f"{self.source}: {len(self.y_train)} train / {len(self.y_val)} validation / "
             f"{len(self.y_test)} test images of {'x'.join(map(str, self.input_shape))}, "
             f"{self.num_classes} classes"
         )
+
+    def sample_images(self, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """The first training image of each of the first `n` classes, with its label: what a report shows."""
+        if self.x_train is None:
+            return self.samples
+        picks = [int(np.flatnonzero(self.y_train == label)[0]) for label in np.unique(self.y_train)[:n]]
+        return self.x_train[picks], self.y_train[picks]
+
+    def without_training_images(self) -> Dataset:
+        """A copy without the training and validation images, keeping their labels and sample images.
+
+        Once a report has trained, it shows only their counts and a few samples: the 0.15 GB of
+        CIFAR-10's training images need not stay in memory while it renders.
+        """
+        return dataclasses.replace(self, x_train=None, x_val=None, samples=self.sample_images())
+
+
+class EncodedImages:
+    """Images kept as their files' bytes and decoded when indexed: `x[indices]`, `x[i]`, `len(x)`, `x.shape`.
+
+    What the model's batches and the plots need of an image array, for a tenth of its memory: a
+    report holds CIFAR-10's 10,000 test images this way while it trains (0.03 GB less at its peak),
+    and decodes them again for each evaluation (about 2 s of CPU).
+    """
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, take: Callable[[np.ndarray], np.ndarray], idx: np.ndarray, image_shape: tuple[int, ...]):
+        self._take, self._idx = take, np.asarray(idx)
+        self.shape = (len(self._idx), *image_shape)
+
+    def __len__(self) -> int:
+        return len(self._idx)
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self._take(self._idx[[key]])[0]
+        return self._take(self._idx[key])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self._take(self._idx)
+        return whole if dtype is None else whole.astype(dtype)
 
 
 # --- sources --------------------------------------------------------------------------------------
@@ -79,13 +125,14 @@ class _Pool:
     check: Callable[[np.ndarray], None] = lambda idx: None  # decode without keeping: errors only
 
 
-def load_dataset(cfg: DataConfig, *, keep_test: bool = True) -> Dataset:
+def load_dataset(cfg: DataConfig, *, keep_test: bool | str = True) -> Dataset:
     """Load, subset and split the data described by `cfg`; raises DataError with a one-line reason.
 
     Every image is decoded, whatever `--subset` keeps: a corrupt file is an error even where the
     subset would not have used it (README, "Data"). With `keep_test=False` the test images are
     decoded too (a broken one is an error now, not in the report) but not kept: 31 MB less for a
-    search on all of CIFAR-10.
+    search on all of CIFAR-10. With `keep_test="encoded"` they are checked the same way and kept
+    as `EncodedImages`, decoded again batch by batch where they are used (a report's evaluations).
     """
     if cfg.data_dir is None:
         train, test, classes = _cifar10_pools(cfg)
@@ -110,14 +157,16 @@ def load_dataset(cfg: DataConfig, *, keep_test: bool = True) -> Dataset:
     # (about 10 s of CPU for all 60,000 CIFAR-10 JPEGs) rather than a header check (2.5 s): a
     # truncated file has a whole header. Without --subset nothing is left out, so nothing extra.
     train.check(_outside(train_idx, len(train.labels)))
-    test.check(_outside(test_idx, len(test.labels)) if keep_test else np.arange(len(test.labels)))
+    test.check(_outside(test_idx, len(test.labels)) if keep_test is True else np.arange(len(test.labels)))
+    image_shape = (*cfg.image_size, cfg.channels)
+    x_test = {True: test.take, "encoded": lambda idx: EncodedImages(test.take, idx, image_shape)}.get(keep_test)
     data = Dataset(
         x_train=train.take(fit_idx), y_train=train.labels[fit_idx],
         x_val=train.take(val_idx), y_val=train.labels[val_idx],
-        x_test=test.take(test_idx) if keep_test else None, y_test=test.labels[test_idx],
-        class_names=tuple(classes), source=source,
+        x_test=x_test(test_idx) if x_test else None, y_test=test.labels[test_idx],
+        class_names=tuple(classes), source=source, image_shape=image_shape,
     )
-    del train, test  # their closures hold every encoded image
+    del train, test, x_test  # their closures hold every encoded image (EncodedImages keeps its own)
     runtime.release_freed_memory()
     return data
 

@@ -56,7 +56,7 @@ class CNNHyperModel(keras_tuner.HyperModel):
             validation_data=validation_data, epochs=kwargs.pop("epochs", self.epochs),
             initial_epoch=kwargs.pop("initial_epoch", 0), batch_size=self.batch_size,
             seed=self.seed, callbacks=callbacks, verbose=verbose,
-        )  # fmt: skip
+        )
         losses = history.history.get("loss", [])
         if any(math.isnan(v) or math.isinf(v) for v in losses):
             # Otherwise the trial would count as complete, scored by the accuracy of NaN outputs.

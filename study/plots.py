@@ -65,7 +65,7 @@ def label_counts(counts: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
     x = np.arange(len(counts))
     for i, split in enumerate(counts.columns):
         ax.bar(x + (i - (len(counts.columns) - 1) / 2) * width, counts[split], width,
-               label=split, color=SPLIT_COLORS.get(split))  # fmt: skip
+               label=split, color=SPLIT_COLORS.get(split))
     ax.set_xticks(x, counts.index, rotation=30, ha="right")
     ax.set_ylabel("images")
     ax.set_title("Images per class and split")
@@ -98,7 +98,7 @@ def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], *, ax: Axe
     size = max(5.0, 0.7 * len(class_names) + 2)
     fig, ax = _axes(ax, (size + 1, size))
     sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", square=True, cbar=True, ax=ax,
-                xticklabels=list(class_names), yticklabels=list(class_names))  # fmt: skip
+                xticklabels=list(class_names), yticklabels=list(class_names))
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(f"Confusion matrix ({int(np.sum(matrix))} test images)")
@@ -110,7 +110,7 @@ def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], *, ax: Axe
 def prediction_grid(
     images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
     *, per_row: int = 6, seed: int = 0,
-) -> Figure:  # fmt: skip
+) -> Figure:
     """One row of correctly and one of incorrectly classified images, titled true / predicted."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -132,7 +132,7 @@ def prediction_grid(
             _show_image(ax, images[i])
             ok = y_true[i] == y_pred[i]
             ax.set_title(f"true: {class_names[y_true[i]]}\npred: {class_names[y_pred[i]]}",
-                         fontsize=9, color=CORRECT if ok else WRONG)  # fmt: skip
+                         fontsize=9, color=CORRECT if ok else WRONG)
     return fig
 
 
@@ -144,7 +144,7 @@ def validation_curves(
     for name, history in histories.items():
         values = history.get(metric, [])
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, label=name,
-                color=OPTIMIZER_COLORS.get(name.split()[0]))  # fmt: skip
+                color=OPTIMIZER_COLORS.get(name.split()[0]))
     ax.set_xlabel("epoch")
     label = metric.replace("val_", "validation ").replace("_", " ")
     ax.set_ylabel(label)
@@ -181,7 +181,7 @@ def accuracy_vs_learning_rate(trials: pd.DataFrame, *, title: str = "", ax: Axes
     for optimizer, group in done.groupby("optimizer", sort=True):
         group = group.sort_values("learning_rate")
         ax.plot(group["learning_rate"], group["val_accuracy"], marker="o", linestyle=":",
-                label=optimizer, color=OPTIMIZER_COLORS.get(optimizer))  # fmt: skip
+                label=optimizer, color=OPTIMIZER_COLORS.get(optimizer))
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("best validation accuracy")
@@ -205,7 +205,7 @@ def dropout_effect(trials: pd.DataFrame, *, title: str = "") -> Figure:
         column = f"dropout_{i}"
         for optimizer, group in done.groupby("optimizer", sort=True):
             ax.scatter(group[column], group["val_accuracy"], label=optimizer, alpha=0.8,
-                       color=OPTIMIZER_COLORS.get(optimizer))  # fmt: skip
+                       color=OPTIMIZER_COLORS.get(optimizer))
         values = sorted(done[column].unique()) if len(done) else []
         if len(values) == 1:
             ax.set_title(f"{column} (fixed at {values[0]:g})")

@@ -16,7 +16,7 @@ import pandas as pd
 from study import plots, results, stats, storage
 from study.config import (
     BASELINE, NOTEBOOK_TEST_ACCURACY, NOTEBOOK_VAL_ACCURACY, OPTIMIZER_COMPARISON, ReportConfig,
-)  # fmt: skip
+)
 from study.records import Run, Search, machines, versions
 
 Runs = dict[str, list[Run]]  # arm name: its runs, one per seed
@@ -88,13 +88,12 @@ def header_section(cfg: ReportConfig, data, summary: str, warnings: list[str]) -
 def data_section(data, out: Writer) -> str:
     names = list(data.class_names)
     splits = {"train": data.y_train, "validation": data.y_val, "test": data.y_test}
-    images = {"train": data.x_train, "validation": data.x_val, "test": data.x_test}
-    shapes = pd.DataFrame([{"split": k, "images": str(images[k].shape), "labels": str(v.shape)}
+    shapes = pd.DataFrame([{"split": k, "images": str((len(v), *data.input_shape)), "labels": str(v.shape)}
                            for k, v in splits.items()])
     counts = pd.DataFrame({k: np.bincount(v, minlength=len(names)) for k, v in splits.items()}, index=names)
     return "\n\n".join([
         "## Data",
-        out.figure(plots.sample_images(data.x_train, data.y_train, names), "samples", "sample images"),
+        out.figure(plots.sample_images(*data.sample_images(), names), "samples", "sample images"),
         out.table(shapes, "data_shapes"),
         out.table(counts.rename_axis("class").reset_index(), "label_counts"),
         out.figure(plots.label_counts(counts), "label_counts", "images per class and split"),

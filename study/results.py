@@ -22,7 +22,7 @@ def trials_frame(project_dir: str | Path) -> pd.DataFrame:
     """One row per trial: id, status, hyperparameters, best val accuracy, val loss at that epoch,
     the (1-based) epoch of the best score, epochs run, seconds, and the error of a failed trial."""
     rows = []
-    for path in sorted(Path(project_dir).glob("trial_*/trial.json")):
+    for path in sorted(Path(project_dir).glob("trial_*/trial.json"), key=lambda p: run_order(p.parent.name[6:])):
         trial = json.loads(path.read_text())
         extra_path = path.parent / HISTORY_FILE
         extra = storage.read_json(extra_path) if extra_path.exists() else {}
@@ -50,6 +50,16 @@ def trials_frame(project_dir: str | Path) -> pd.DataFrame:
     return frame
 
 
+def run_order(trial_id: str) -> tuple[int, str]:
+    """Sort key of trial ids in the order the trials were created.
+
+    Keras Tuner numbers trials from 0, zero-padded to the digits of max_trials, so a search raised
+    from --max-trials 9 to 12 has ids 0..8, 09, 10, 11: as text, 09 would come before 1.
+    """
+    trial_id = str(trial_id)
+    return (int(trial_id), trial_id) if trial_id.isdigit() else (-1, trial_id)
+
+
 def _metric_at(metrics: dict, name: str, step) -> float | None:
     for obs in metrics.get(name, {}).get("observations", []):
         if obs.get("step") == step:
@@ -67,7 +77,7 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
         column = frame.iloc[:, i]
         frame.isetitem(i, column.astype(object).where(column.notna(), None))
     return tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=floatfmt,
-                    missingval="", disable_numparse=text)  # fmt: skip
+                    missingval="", disable_numparse=text)
 
 
 def write_tables(frame: pd.DataFrame, project_dir: str | Path) -> None:
@@ -85,7 +95,7 @@ def best_so_far(frame: pd.DataFrame) -> pd.DataFrame:
     Failed trials count (they cost epochs) but never raise the best; rows before the first
     completed trial have no best (NaN).
     """
-    ordered = frame.sort_values("trial_id", key=lambda s: s.astype(str)).reset_index(drop=True)
+    ordered = frame.sort_values("trial_id", key=lambda s: s.map(run_order)).reset_index(drop=True)
     epochs = pd.to_numeric(ordered["epochs"], errors="coerce").fillna(0)
     scores = pd.to_numeric(ordered["val_accuracy"], errors="coerce")
     scores = scores.where(ordered["status"] == "COMPLETED")
@@ -104,7 +114,7 @@ def best_trial(frame: pd.DataFrame) -> pd.Series | None:
     done = frame[(frame["status"] == "COMPLETED") & frame["val_accuracy"].notna()]
     if done.empty:
         return None
-    done = done.sort_values("trial_id", key=lambda s: s.astype(str), kind="stable")
+    done = done.sort_values("trial_id", key=lambda s: s.map(run_order), kind="stable")
     return done.loc[pd.to_numeric(done["val_accuracy"]).idxmax()]
 
 
@@ -241,8 +251,11 @@ def learning_curves(project_dir: str | Path, frame: pd.DataFrame) -> pd.DataFram
         path = Path(project_dir) / f"trial_{trial_id}" / HISTORY_FILE
         if not path.exists():  # a trial still running, or run by a worker with its own directory
             continue
-        values = storage.read_json(path).get("history", {}).get("val_accuracy", [])
-        start = record.get("tuner/initial_epoch")
+        saved = storage.read_json(path)
+        values = saved.get("history", {}).get("val_accuracy", [])
+        # Where the fit started: history.json says (a Hyperband round whose checkpoint was lost starts
+        # at 0); files written before it did follow Keras Tuner's tuner/initial_epoch.
+        start = saved.get("initial_epoch", record.get("tuner/initial_epoch"))
         start = 0 if start is None or pd.isna(start) else int(start)
         common = {"trial_id": trial_id, "parent": parents[trial_id], "line": _first_of_chain(trial_id, parents),
                   "optimizer": _text(record.get("optimizer")), "status": record.get("status")}

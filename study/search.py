@@ -74,7 +74,7 @@ def data_config(args: argparse.Namespace) -> DataConfig:
     return DataConfig(
         data_dir=args.data_dir, subset=args.subset, image_size=tuple(args.image_size),
         channels=args.channels, split_seed=args.split_seed,
-    )  # fmt: skip
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,8 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(Hyperband: the most epochs any trial gets; default: {BASELINE.epochs})")
     p.add_argument("--batch-size", type=int, default=BASELINE.batch_size, help=f"default: {BASELINE.batch_size}")
     p.add_argument("--early-stopping", type=int, default=3, metavar="PATIENCE",
-                   help="stop a trial after PATIENCE epochs without a lower val_loss, keeping its best weights; 0: off (default: 3)")
-    p.add_argument("--seed", type=int, default=1, help="seeds the tuner's sampling, initial weights and data order (default: 1)")
+                   help="stop a trial after PATIENCE epochs without a lower val_loss, keeping its best weights; "
+                   "0: off (default: 3)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seeds the tuner's sampling, initial weights and data order (default: 1)")
     p.add_argument("--initial-points", type=int, metavar="N",
                    help="bayesian: random trials before the Gaussian process is used (default: a third of the trials)")
     p.add_argument("--directory", default="tuner_results", help="where projects are kept (default: tuner_results)")
@@ -148,7 +150,7 @@ def parse_config(argv: Sequence[str] | None = None) -> SearchConfig:
         early_stopping=args.early_stopping or None, initial_points=args.initial_points,
         overwrite=args.overwrite, role=args.role, oracle=args.oracle, worker_id=args.worker_id,
         tensorboard=args.tensorboard, data=data_config(args), space=space,
-    )  # fmt: skip
+    )
     cfg.validate()
     return cfg
 
@@ -174,7 +176,9 @@ def prepare_project(cfg: SearchConfig, log=print) -> bool:
     try:
         old = SearchConfig.from_json(saved.read_text())
     except (ValueError, TypeError, KeyError) as e:
-        raise StudyError(f"{saved} is unreadable ({e}); pass --overwrite to start over or choose another --project-name") from None
+        raise StudyError(
+            f"{saved} is unreadable ({e}); pass --overwrite to start over or choose another --project-name"
+        ) from None
     changed = cfg.differences(old)
     if changed:
         raise StudyError(
@@ -233,7 +237,7 @@ def run(cfg: SearchConfig, log=print, command: str | None = None):
     hypermodel = CNNHyperModel(
         data.input_shape, data.num_classes, space=cfg.space, epochs=cfg.epochs,
         batch_size=cfg.batch_size, seed=cfg.seed, early_stopping=cfg.early_stopping,
-    )  # fmt: skip
+    )
     tuner = build_tuner(cfg, hypermodel, log=log)
     _announce(cfg, role, tuner, resuming, log)
     try:

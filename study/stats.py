@@ -88,7 +88,7 @@ def compare_paired_seeds(base: Mapping[int, float], other: Mapping[int, float]) 
     result = ttest_rel(a, b)
     ci = result.confidence_interval(CONFIDENCE)
     return Comparison("paired t", float(d.mean()), float(ci.low), float(ci.high), float(result.pvalue),
-                      better, len(seeds))  # fmt: skip
+                      better, len(seeds))
 
 
 def compare_paired_images(base_correct: np.ndarray, other_correct: np.ndarray) -> Comparison:
@@ -155,10 +155,10 @@ def summarize(test_accuracies: Sequence[float], n_test: int) -> dict[str, Any]:
     if len(acc) == 1:
         low, high = wilson_interval(round(acc[0] * n_test), n_test)
         return {"test_accuracy": acc[0], "test_accuracy_std": math.nan, "ci_low": low, "ci_high": high,
-                "interval": "Wilson"}  # fmt: skip
+                "interval": "Wilson"}
     low, high = mean_interval(acc)
     return {"test_accuracy": float(np.mean(acc)), "test_accuracy_std": float(np.std(acc, ddof=1)),
-            "ci_low": low, "ci_high": high, "interval": "t"}  # fmt: skip
+            "ci_low": low, "ci_high": high, "interval": "t"}
 
 
 # --- the report's analysis of its runs -------------------------------------------------------------

@@ -155,6 +155,7 @@ class _StudyTuner(keras_tuner.Tuner):
         self._log = log
         self._started: dict[str, float] = {}
         self._started_at: dict[str, float] = {}  # wall clock, for the record
+        self._initial_epochs: dict[str, int] = {}  # the epoch a Hyperband round's fit started at
         self._environment = runtime.environment()
         self._histories: dict[str, dict] = {}
 
@@ -191,8 +192,9 @@ class _StudyTuner(keras_tuner.Tuner):
         histories = super().run_trial(trial, *args, **kwargs)
         self._histories[trial.trial_id] = {
             "history": {k: [float(v) for v in vals] for k, vals in histories[-1].history.items()},
+            "initial_epoch": self._initial_epochs.pop(trial.trial_id, 0),
             "epoch_seconds": clock.epoch_seconds, "warmup_seconds": clock.warmup_seconds,
-        }  # fmt: skip
+        }
         return histories
 
     def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
@@ -214,7 +216,7 @@ class _StudyTuner(keras_tuner.Tuner):
             {"seconds": seconds, "epochs": len(record["history"].get("loss", [])), "tuner_id": self.tuner_id,
              "started_at": self._started_at.pop(trial.trial_id, None), "ended_at": time.time(),
              "environment": self._environment, **record},
-        )  # fmt: skip
+        )
         super().on_trial_end(trial)
         self._log(self._progress_line(self.oracle.get_trial(trial.trial_id), seconds))
 
@@ -296,12 +298,37 @@ class BayesianOptimization(_StudyTuner):
 
 
 class Hyperband(_StudyTuner, keras_tuner.Hyperband):
-    """Keras Tuner's Hyperband (its run_trial and checkpoint loading), on the crash-safe oracle."""
+    """Keras Tuner's Hyperband (its run_trial and checkpoint loading), on the crash-safe oracle.
+
+    A round continues from the checkpoint of the configuration's previous round. Checkpoints are
+    never committed, so a search resumed in a fresh checkout (or on another machine) may find one
+    gone: that round then trains from scratch for all its epochs, says so, and records it in its
+    history.json (`initial_epoch` 0), rather than failing the trial.
+    """
 
     def __init__(self, hypermodel, *, objective, max_epochs, factor=3, max_trials=None, seed=None, **kwargs):
         oracle = HyperbandOracle(objective=objective, max_epochs=max_epochs, factor=factor, seed=seed)
         oracle.max_trials = max_trials
         super().__init__(oracle, hypermodel, **kwargs)
+
+    def _lost_parent(self, hp) -> str | None:
+        """The previous round's trial this round continues from, when its checkpoint is gone."""
+        parent = hp.values.get("tuner/trial_id")
+        return parent if parent and not Path(self._get_checkpoint_fname(parent)).exists() else None
+
+    def _build_hypermodel(self, hp):
+        if self._lost_parent(hp):
+            return keras_tuner.Tuner._build_hypermodel(self, hp)  # Hyperband's would load the lost weights
+        return super()._build_hypermodel(hp)
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        lost = self._lost_parent(trial.hyperparameters)
+        if lost:
+            self._log(f"trial {trial.trial_id}: the checkpoint of trial {lost} is gone; this round trains "
+                      f"from scratch for all {kwargs.get('epochs')} epochs")
+            kwargs["initial_epoch"] = 0
+        self._initial_epochs[trial.trial_id] = kwargs.get("initial_epoch", 0)
+        return super()._build_and_fit_model(trial, *args, **kwargs)
 
     def planned(self) -> tuple[int, int]:
         # Keras Tuner's own bracket arithmetic: round r of bracket b has _get_size(b, r) trials,
@@ -353,7 +380,7 @@ def build_tuner(cfg: SearchConfig, hypermodel: keras_tuner.HyperModel, *, log=pr
         objective="val_accuracy", directory=cfg.directory, project_name=cfg.name, overwrite=False,
         seed=cfg.seed + 1,  # Keras Tuner treats seed=0 as "no seed"
         log=log,
-    )  # fmt: skip
+    )
     if cfg.tuner == "grid":
         tuner = GridSearch(hypermodel, max_trials=cfg.max_trials, **common)
     elif cfg.tuner == "bayesian":

@@ -204,8 +204,6 @@ def test_changed_data_or_training_is_refused_and_nothing_changes(tiny_data, tmp_
     assert len(no_training) == 2  # and nothing was trained
 
 
-@pytest.mark.xfail(strict=True, reason="Keras Tuner pads trial ids to the digits of max_trials: 9 then 12 "
-                   "gives ids 0..8, 09, 10, 11, and trials.csv sorts them as text (results.trials_frame)")
 def test_raising_max_trials_past_a_power_of_ten_keeps_the_run_order(tiny_data, tmp_path, no_training):
     learning_rates = ["0.001", "0.002", "0.003", "0.004", "0.005", "0.006"]
     common = ["--data-dir", str(tiny_data), "--directory", str(tmp_path), "--optimizers", "adam,sgd",

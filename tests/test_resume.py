@@ -94,3 +94,24 @@ def test_ctrl_c_says_how_to_resume(tiny_data, tmp_path, monkeypatch, capsys):
     argv = ["--data-dir", str(tiny_data), "--epochs", "1", "--directory", str(tmp_path)]
     assert search.main(argv) == 130
     assert "rerun the same command to resume" in capsys.readouterr().err
+
+
+def test_hyperband_resumed_without_checkpoints_trains_the_round_from_scratch(tiny_data, tmp_path, capsys):
+    """Checkpoints are never committed: a search resumed in a fresh checkout must not fail its next rounds."""
+    from study import search
+
+    argv = ["--tuner", "hyperband", "--data-dir", str(tiny_data), "--epochs", "3", "--directory", str(tmp_path),
+            "--early-stopping", "0", "--max-trials", "3"]
+    assert search.main(argv) == 0  # the first bracket's first round: 3 trials of 1 epoch
+    project = tmp_path / "hyperband"
+    for checkpoint in project.glob("trial_*/checkpoint*"):
+        checkpoint.unlink()
+    capsys.readouterr()
+    argv[argv.index("--max-trials") + 1] = "4"  # its second round: the best of them, up to epoch 3
+    assert search.main(argv) == 0
+    assert "is gone; this round trains from scratch for all 3 epochs" in capsys.readouterr().out
+    table = _table(project)
+    continued = table[table["tuner/trial_id"].notna()]
+    assert len(continued) == 1 and set(table.status) == {"COMPLETED"}
+    record = json.loads((project / f"trial_{continued.trial_id.iloc[0]}" / "history.json").read_text())
+    assert record["initial_epoch"] == 0 and len(record["history"]["val_accuracy"]) == 3
