@@ -29,7 +29,8 @@ import tensorflow as tf
 if a.intra: tf.config.threading.set_intra_op_parallelism_threads(a.intra)
 if a.inter: tf.config.threading.set_inter_op_parallelism_threads(a.inter)
 import keras
-from study.model import Batches, as_dataset, build_model
+from study.model import build_model
+from study.training import Batches, as_dataset
 from study.config import DataConfig
 from study.data import load_dataset
 d = load_dataset(DataConfig(data_dir=a.data_dir, subset=12500))

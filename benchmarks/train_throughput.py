@@ -3,7 +3,7 @@
     python benchmarks/train_throughput.py --images 10000 --epochs 2 --pairs 3
 
 Path A (notebook): `model.fit` on float64 NumPy arrays scaled to [0, 1], batch 64, validation on
-float64 arrays. Path B (study): `study.model.fit` on uint8 arrays, in a process set up as the
+float64 arrays. Path B (study): `study.training.fit` on uint8 arrays, in a process set up as the
 study's commands set theirs up (`study.runtime.configure`: allocators). Both train the same
 baseline CNN from the same initial weights for the same epochs, each run in a fresh process so
 nothing (threads, caches, memory) carries over from one path into the other. images/s counts the
@@ -77,6 +77,7 @@ def _worker(path: str, data_file: str, epochs: int, seed: int) -> dict:
     import numpy as np
 
     from study import model as model_lib
+    from study import training
 
     import keras
 
@@ -104,10 +105,10 @@ def _worker(path: str, data_file: str, epochs: int, seed: int) -> dict:
         seconds = time.perf_counter() - start
         _, accuracy = model.evaluate(x_test / 255.0, y_test, batch_size=64, verbose=0)
     else:
-        model_lib.fit(model, x, y, validation_data=(x_val, y_val), epochs=epochs, batch_size=64, seed=seed,
+        training.fit(model, x, y, validation_data=(x_val, y_val), epochs=epochs, batch_size=64, seed=seed,
                       callbacks=[timer], verbose=0)  # fmt: skip
         seconds = time.perf_counter() - start
-        proba = model_lib.predict_proba(model, x_test)
+        proba = training.predict_proba(model, x_test)
         accuracy = float((proba.argmax(axis=1) == y_test).mean())
     # After the first epoch (which also traces the training and validation functions): what every
     # later epoch of a trial costs. With one epoch only, the whole run is all there is.

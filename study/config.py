@@ -6,6 +6,8 @@ saves it as JSON beside its results, so a result can always be traced to what pr
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +56,32 @@ OPTIMIZER_COMPARISON = {"adam": BASELINE.learning_rate, "sgd": 1e-2, "rmsprop": 
 # training the Adam model's weights rather than starting afresh.
 NOTEBOOK_TEST_ACCURACY = 0.7012
 NOTEBOOK_VAL_ACCURACY = {"adam": 0.7042, "sgd": 0.6950, "rmsprop": 0.6814}
+
+
+def model_identity(spec: str | None) -> dict[str, str] | None:
+    """What identifies `--model MODULE:FUNCTION` or `--model path/to/file.py:FUNCTION`: the spec and the
+    sha1 of its source file, read without importing it; None for the notebook's CNN.
+
+    Recorded in config.json: a project searched with other model code is not resumed.
+    """
+    if spec is None:
+        return None
+    where, sep, name = spec.rpartition(":")
+    if not sep or not where or not name.isidentifier():
+        raise StudyError(f"--model must be MODULE:FUNCTION or path/to/file.py:FUNCTION, got {spec!r}")
+    if where.endswith(".py"):
+        source = Path(where)
+    else:
+        try:
+            found = importlib.util.find_spec(where)
+        except (ImportError, ValueError) as e:
+            raise StudyError(f"--model {spec}: cannot find module {where} ({e})") from None
+        source = Path(found.origin) if found is not None and found.origin else None
+        if source is None:
+            raise StudyError(f"--model {spec}: no module named {where}")
+    if not source.is_file():
+        raise StudyError(f"--model {spec}: no such file {source}")
+    return {"spec": spec, "sha1": hashlib.sha1(source.read_bytes()).hexdigest()}
 
 
 @dataclass(frozen=True)
@@ -141,6 +169,7 @@ class SearchConfig:
     oracle: str | None = None  # HOST:PORT the chief listens on / the workers call
     worker_id: int | None = None  # a worker's KERASTUNER_TUNER_ID is tuner<worker_id>
     tensorboard: str | None = None  # TensorBoard logs of every trial under <tensorboard>/<name>/; None: none
+    model: dict[str, str] | None = None  # model_identity(--model); None: the notebook's CNN
     data: DataConfig = field(default_factory=DataConfig)
     space: SearchSpace = field(default_factory=SearchSpace)
 
@@ -217,18 +246,17 @@ class ReportConfig:
     output: str = "reports"  # the report folder (its runs/ subfolder keeps every retraining)
     epochs: int = BASELINE.epochs  # every retraining, no early stopping (as the notebook)
     seeds: int = 5  # repetitions of every retraining, seeds seed..seed+K-1 (README: why 5)
+    model: dict[str, str] | None = None  # model_identity(--model); None: the notebook's CNN
     seed: int = 1  # initial weights and data order of the first repetition
     batch_size: int = BASELINE.batch_size
     data: DataConfig = field(default_factory=DataConfig)
     data_from: str = "flags"  # "flags", "search <name>" (its config.json) or "default"
+    final_fit: bool = False  # also train the recommendation on training + validation images (models/final.keras)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def settings(self, backend: str, model: Any = None) -> dict[str, Any]:
-        """What a saved run must share with this report to be reused: data, model and training settings.
-
-        `model` is None for the notebook's CNN, else what identifies the user's model function.
-        """
+    def settings(self, backend: str) -> dict[str, Any]:
+        """What a saved run must share with this report to be reused: data, model and training settings."""
         return {"data": dataclasses.asdict(self.data), "epochs": self.epochs, "batch_size": self.batch_size,
-                "backend": backend, "model": model}
+                "backend": backend, "model": self.model}

@@ -1,6 +1,6 @@
 """Data: CIFAR-10 from the Keras cache, or an image-folder dataset (a directory or an archive of one).
 
-Images stay uint8 in memory (0.18 GB for all of CIFAR-10); `study.model.Batches` scales each batch
+Images stay uint8 in memory (0.18 GB for all of CIFAR-10); `study.training.Batches` scales each batch
 to float32 in [0, 1] as the model consumes it, so no float copy of the whole set is ever made.
 
 Folder layouts: `train/<class>/*` plus `test/<class>/*`, or only `<class>/*` (then a stratified,

@@ -1,4 +1,7 @@
-"""The Keras Tuner HyperModel: the baseline CNN with optimizer, learning rate and dropouts exposed."""
+"""The Keras Tuner HyperModel: a model function with the optimizer and the learning rate added to its space.
+
+`build(HyperParameters())` is the model's baseline: for the notebook's CNN, the notebook's model.
+"""
 from __future__ import annotations
 
 import math
@@ -7,11 +10,13 @@ import keras
 import keras_tuner
 
 from study import model as model_lib
+from study import training
 from study.config import BASELINE, SearchSpace
+from study.model import NOTEBOOK_CNN, ModelFunction
 
 
-class CNNHyperModel(keras_tuner.HyperModel):
-    """`build` only picks values and calls `build_model`; `build(HyperParameters())` is the baseline.
+class StudyHyperModel(keras_tuner.HyperModel):
+    """`build` declares study's hyperparameters, calls the model function and compiles.
 
     Every trial starts from the same initial weights and sees the same data order (both from
     `seed`), so trials differ only in their hyperparameters.
@@ -23,6 +28,7 @@ class CNNHyperModel(keras_tuner.HyperModel):
         num_classes: int,
         *,
         space: SearchSpace | None = None,
+        model: ModelFunction = NOTEBOOK_CNN,
         epochs: int = BASELINE.epochs,
         batch_size: int = BASELINE.batch_size,
         seed: int = 1,
@@ -30,17 +36,20 @@ class CNNHyperModel(keras_tuner.HyperModel):
     ):
         super().__init__(name="cnn")
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
-        self.space = space or SearchSpace()
+        self.space, self.model = space or SearchSpace(), model
         self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
         self.early_stopping = early_stopping
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        values = {}
-        for name, choices in self.space.values().items():
+        values = self.space.values()
+        if self.model is not NOTEBOOK_CNN:  # --dropout1/2/3 are the notebook CNN's
+            values = {k: v for k, v in values.items() if k in ("optimizer", "learning_rate")}
+        for name, choices in values.items():
             default = BASELINE.hyperparameters()[name]
-            values[name] = hp.Choice(name, list(choices), default=default if default in choices else choices[0])
+            hp.Choice(name, list(choices), default=default if default in choices else choices[0])
         keras.utils.set_random_seed(self.seed)
-        return model_lib.build_model(self.input_shape, self.num_classes, **values)
+        built = self.model.build(hp, self.input_shape, self.num_classes)
+        return model_lib.compile_model(built, hp.get("optimizer"), hp.get("learning_rate"))
 
     def fit(self, hp, model, x, y, validation_data=None, callbacks=None, verbose=2, **kwargs):
         callbacks = [*(callbacks or []), keras.callbacks.TerminateOnNaN()]
@@ -51,7 +60,7 @@ class CNNHyperModel(keras_tuner.HyperModel):
                 )
             )
         # Hyperband passes its own epochs and initial_epoch for each round.
-        history = model_lib.fit(
+        history = training.fit(
             model, x, y,
             validation_data=validation_data, epochs=kwargs.pop("epochs", self.epochs),
             initial_epoch=kwargs.pop("initial_epoch", 0), batch_size=self.batch_size,

@@ -1,77 +1,25 @@
-"""The notebook's CNN as a plain builder, and the training and evaluation that every command shares."""
+"""The models a study trains: the notebook's CNN, or the user's own model function, compiled one way.
+
+A model function is `build(hp, input_shape, num_classes) -> keras.Model`: it returns an uncompiled
+model, and the hyperparameters it declares (`hp.Choice`, `hp.Int`, `hp.Float`, `hp.Boolean`) join
+the search. `study` adds the optimizer and the learning rate, and compiles. The notebook's CNN is
+the default model function (`--model` names another), so both go through the same code.
+"""
 from __future__ import annotations
 
-import contextlib
-import math
+import hashlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import keras
-import numpy as np
-import tensorflow as tf
+import keras_tuner
 
-from study.config import BASELINE, OPTIMIZERS
-
-
-class Batches(keras.utils.PyDataset):
-    """Batches of uint8 images scaled to float32 [0, 1]; reshuffled each epoch from its own seed.
-
-    Two `Batches` with the same seed yield the same order, which is what makes trials and
-    optimizer comparisons see identical data.
-    """
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False, seed: int = 0):
-        super().__init__()
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
-        self._rng = np.random.default_rng(seed)
-        self._order = self._rng.permutation(len(x)) if shuffle else np.arange(len(x))
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def __getitem__(self, i: int):
-        idx = self._order[i * self.batch_size : (i + 1) * self.batch_size]
-        if self.shuffle:
-            idx = np.sort(idx)  # faster gather; the batch's content is what is random
-        return self.x[idx].astype(np.float32) / np.float32(255.0), self.y[idx]
-
-    def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self._order = self._rng.permutation(len(self.x))
-
-
-def as_dataset(batches: Batches, epochs: int = 1) -> tf.data.Dataset:
-    """`batches` for `epochs` passes as a tf.data pipeline: one NumPy call per batch, prefetched.
-
-    Why not hand the PyDataset to Keras: Keras wraps it in `tf.data.Dataset.from_generator`, which
-    cost a third more CPU per image than this on 2 cores (2.10 vs 1.56 ms; benchmarks/README.md). The batches are
-    still made by `Batches.__getitem__` (same order, same scaling, no float copy of the data), and
-    `on_epoch_end` is called between passes, so the order is exactly that of `Batches`. The first
-    batch is read here, in the calling thread (as Keras does for a PyDataset), for the shapes.
-    """
-    first_x, first_y = batches[0]
-    steps = len(batches)
-    epoch = [0]
-
-    def get(step):
-        e, i = divmod(int(step), steps)
-        while epoch[0] < e:  # the pipeline reads ahead into the next pass: reshuffle first
-            batches.on_epoch_end()
-            epoch[0] += 1
-        x, y = batches[i]
-        return x, y.astype(first_y.dtype, copy=False)
-
-    def load(step):
-        x, y = tf.numpy_function(
-            get, [step], (tf.as_dtype(first_x.dtype), tf.as_dtype(first_y.dtype)), stateful=True
-        )
-        return tf.ensure_shape(x, (None, *first_x.shape[1:])), tf.ensure_shape(y, (None, *first_y.shape[1:]))
-
-    # A plain sequential map keeps the NumPy calls in step order; 2 batches ahead hide their cost.
-    # Nothing here is autotuned, and tf.data's autotuning thread made deleting the iterator at the
-    # end of some fits take 3.3 s (benchmarks/README.md): off.
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return tf.data.Dataset.range(steps * epochs).map(load).prefetch(2).with_options(options)
-
+from study.config import BASELINE, OPTIMIZERS, StudyError, model_identity
 
 _OPTIMIZER_CLASSES = {
     "adam": keras.optimizers.Adam,
@@ -81,37 +29,96 @@ _OPTIMIZER_CLASSES = {
 assert tuple(_OPTIMIZER_CLASSES) == OPTIMIZERS
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    return _OPTIMIZER_CLASSES[name](learning_rate=learning_rate)
+def notebook_cnn(hp: keras_tuner.HyperParameters, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Conv32-Pool-Drop, Conv64-Pool-Drop, Dense128-Drop, Dense softmax: the notebook's CNN.
 
-
-def build_model(
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    *,
-    optimizer: str = BASELINE.optimizer,
-    learning_rate: float = BASELINE.learning_rate,
-    dropout_1: float = BASELINE.dropout_1,
-    dropout_2: float = BASELINE.dropout_2,
-    dropout_3: float = BASELINE.dropout_3,
-) -> keras.Model:
-    """Conv32-Pool-Drop, Conv64-Pool-Drop, Dense128-Drop, Dense softmax; compiled as in the notebook."""
-    model = keras.Sequential(
+    Its three dropout rates are its own hyperparameters, defaulting to the notebook's. The values a
+    search tries come from `--dropout1/2/3`, which the HyperModel declares before calling this.
+    """
+    rates = [hp.Choice(f"dropout_{i}", [default], default=default)
+             for i, default in enumerate((BASELINE.dropout_1, BASELINE.dropout_2, BASELINE.dropout_3), 1)]
+    return keras.Sequential(
         [
             keras.Input(shape=input_shape),
             keras.layers.Conv2D(32, (3, 3), activation="relu"),
             keras.layers.MaxPooling2D((2, 2)),
-            keras.layers.Dropout(dropout_1),
+            keras.layers.Dropout(rates[0]),
             keras.layers.Conv2D(64, (3, 3), activation="relu"),
             keras.layers.MaxPooling2D((2, 2)),
-            keras.layers.Dropout(dropout_2),
+            keras.layers.Dropout(rates[1]),
             keras.layers.Flatten(),
             keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dropout(dropout_3),
+            keras.layers.Dropout(rates[2]),
             keras.layers.Dense(num_classes, activation="softmax"),
         ],
         name="cifar_cnn",
     )
+
+
+@dataclass(frozen=True)
+class ModelFunction:
+    """A model function and what identifies it: its `--model` spec (None: the notebook's CNN) and source hash."""
+
+    build: Callable[..., keras.Model]
+    spec: str | None = None
+    sha1: str | None = None
+
+    @property
+    def identity(self) -> dict[str, str] | None:
+        """What config.json and the report's saved runs record; None for the notebook's CNN."""
+        return None if self.spec is None else {"spec": self.spec, "sha1": self.sha1}
+
+    @property
+    def name(self) -> str:
+        return self.spec or "the notebook's CNN"
+
+
+NOTEBOOK_CNN = ModelFunction(notebook_cnn)
+
+
+def load_model_function(identity: dict[str, str] | None) -> ModelFunction:
+    """Import the function `config.model_identity` describes (None: the notebook's CNN).
+
+    StudyError (one line naming the function) when it cannot be imported or is not a function, or
+    when its source changed since `identity` was taken.
+    """
+    if identity is None:
+        return NOTEBOOK_CNN
+    spec = identity["spec"]
+    where, _, name = spec.rpartition(":")
+    try:
+        module = _import_file(Path(where)) if where.endswith(".py") else importlib.import_module(where)
+    except Exception as e:  # the user's code: any error while importing it is theirs to see, in one line
+        raise StudyError(f"--model {spec}: cannot import {where} ({type(e).__name__}: {e})") from None
+    build = getattr(module, name, None)
+    if not callable(build):
+        raise StudyError(f"--model {spec}: {where} has no function {name}")
+    if model_identity(spec) != identity:
+        raise StudyError(f"--model {spec}: its source changed while it was being loaded")
+    return ModelFunction(build, spec, identity["sha1"])
+
+
+def _import_file(path: Path):
+    name = f"study_user_model_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    return _OPTIMIZER_CLASSES[name](learning_rate=learning_rate)
+
+
+def compile_model(model: keras.Model, optimizer: str, learning_rate: float) -> keras.Model:
+    """Compiled as in the notebook: sparse categorical cross-entropy, accuracy."""
     model.compile(
         optimizer=make_optimizer(optimizer, learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -120,64 +127,45 @@ def build_model(
     return model
 
 
-def fit(
-    model: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    validation_data: tuple[np.ndarray, np.ndarray] | None = None,
-    epochs: int = BASELINE.epochs,
-    initial_epoch: int = 0,
-    batch_size: int = BASELINE.batch_size,
-    seed: int = 0,
-    callbacks: list | None = None,
-    verbose: int | str = 2,
-) -> keras.callbacks.History:
-    """Train on uint8 images; the data order depends only on `seed`, so runs can be compared fairly."""
-    val = None
-    if validation_data is not None:
-        val = as_dataset(Batches(*validation_data, batch_size=batch_size))
-    train = Batches(x, y, batch_size, shuffle=True, seed=seed)
-    # One pipeline for all epochs; steps_per_epoch makes Keras keep its iterator between epochs.
-    with _releasing_graphs():
-        return model.fit(
-            as_dataset(train, epochs=max(1, epochs - initial_epoch)),
-            steps_per_epoch=len(train),
-            shuffle=False,  # Batches shuffles; Keras cannot shuffle a tf.data pipeline anyway
-            validation_data=val,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            verbose=verbose,
-        )
+def fixed(values: dict[str, Any]) -> keras_tuner.HyperParameters:
+    """HyperParameters holding these values: a model function then builds exactly that configuration."""
+    hp = keras_tuner.HyperParameters()
+    for name, value in values.items():
+        hp.Fixed(name, value)
+    return hp
 
 
-@contextlib.contextmanager
-def _releasing_graphs():
-    """Let TensorFlow free the functions traced inside this block once their model is gone.
+def build_model(input_shape: tuple[int, ...], num_classes: int, hyperparameters: dict[str, Any] | None = None,
+                model: ModelFunction = NOTEBOOK_CNN) -> keras.Model:
+    """`model` built with `hyperparameters` (the others take their defaults) and compiled with their optimizer."""
+    values = {"optimizer": BASELINE.optimizer, "learning_rate": BASELINE.learning_rate, **(hyperparameters or {})}
+    built = model.build(fixed(values), tuple(input_shape), num_classes)
+    return compile_model(built, values["optimizer"], values["learning_rate"])
 
-    TensorFlow keeps every custom gradient of a traced function in a global registry for good, and
-    through it the whole function graph (tensorflow/tensorflow#97697; Keras's optimizer step
-    registers two per trace), so `clear_session` frees nothing: each trial of a search kept about
-    15 MB (benchmarks/README.md). The gradients are taken while tracing, so once `fit` has
-    returned its entries are not needed; they are dropped at the end of the block.
-    """
-    from tensorflow.python.framework import ops
 
-    registry = getattr(getattr(ops, "gradient_registry", None), "_registry", None)
-    before = set(registry) if isinstance(registry, dict) else None
+def default_hyperparameters(model: ModelFunction, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
+    """The model's baseline: study's optimizer and learning rate (the notebook's) and the model's own defaults."""
+    if model is NOTEBOOK_CNN:
+        return BASELINE.hyperparameters()
+    hp = fixed({"optimizer": BASELINE.optimizer, "learning_rate": BASELINE.learning_rate})
+    check_model(model, hp, input_shape, num_classes)
+    return dict(hp.values)
+
+
+def check_model(model: ModelFunction, hp: keras_tuner.HyperParameters, input_shape: tuple[int, ...],
+                num_classes: int) -> keras.Model:
+    """Build once and check that the model fits the data; StudyError (one line naming the function) if not."""
     try:
-        yield
-    finally:
-        if before is not None:  # private TensorFlow state: if it ever changes shape, leave it alone
-            for name in [n for n in registry if n not in before and n.startswith("CustomGradient-")]:
-                del registry[name]
-
-
-def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = BASELINE.batch_size) -> np.ndarray:
-    """Class probabilities for uint8 images.
-
-    In batches of the training size: 256 made the activations of each batch 4x larger, 0.06 GB more
-    at the report's peak (as for the validation batches of a search; benchmarks/README.md).
-    """
-    return model.predict(as_dataset(Batches(x, np.zeros(len(x), np.int32), batch_size)), verbose=0)
+        built = model.build(hp, tuple(input_shape), num_classes)
+    except Exception as e:  # the user's code
+        raise StudyError(f"--model {model.name}: building the model failed ({type(e).__name__}: {e})") from None
+    if not isinstance(built, keras.Model):
+        raise StudyError(f"--model {model.name}: returned {type(built).__name__}, not a keras.Model")
+    inputs, outputs = tuple(built.input_shape[1:]), tuple(built.output_shape[1:])
+    if inputs != tuple(input_shape):
+        raise StudyError(f"--model {model.name}: the model takes inputs of shape {inputs}, the data's images are "
+                         f"{tuple(input_shape)}")
+    if outputs != (num_classes,):
+        raise StudyError(f"--model {model.name}: the model outputs shape {outputs}, the data has {num_classes} "
+                         "classes (a softmax over them is expected)")
+    return built

@@ -19,7 +19,8 @@ import pandas as pd
 from study import results, storage
 from study.config import SearchConfig, StudyError
 
-RUNS_FOLDER = "runs"  # inside the report folder: <output>/runs/seed<k>-<key>.json
+RUNS_FOLDER = "runs"  # inside the report folder: <output>/runs/seed<k>-<key>.json (and .weights.h5)
+MODELS_FOLDER = "models"  # inside the report folder: the model files exported from the saved weights
 
 
 @dataclass
@@ -133,6 +134,14 @@ class RunStore:
 
     def path(self, hyperparameters: dict[str, Any], seed: int) -> Path:
         return self.folder / f"seed{seed}-{run_key(hyperparameters, seed, self.settings)}.json"
+
+    def weights_path(self, hyperparameters: dict[str, Any], seed: int) -> Path:
+        """The run's trained weights, beside its record (never committed: .gitignore)."""
+        return self.path(hyperparameters, seed).with_suffix(".weights.h5")
+
+    def final_weights_path(self, hyperparameters: dict[str, Any], seed: int) -> Path:
+        """The weights of `--final-fit`: this configuration trained on the training and validation images."""
+        return self.folder / f"final-{run_key(hyperparameters, seed, self.settings)}.weights.h5"
 
     def load(self, hyperparameters: dict[str, Any], seed: int, n_test: int | None = None) -> Run | None:
         """The saved run with these hyperparameters, seed and this store's settings, or None."""

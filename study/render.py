@@ -43,26 +43,31 @@ class Writer:
         return f"{table}\n\n<sub>[tables/{name}.csv](tables/{name}.csv)</sub>"
 
 
-def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: Runs, warnings: list[str],
-           invocation: dict[str, Any] | None = None) -> None:
-    """Write report.md, figures/, tables/, metrics.json and config.json into `root`."""
+def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: Runs, analysis: stats.Analysis,
+           warnings: list[str], invocation: dict[str, Any] | None = None,
+           models: list[dict[str, Any]] | None = None) -> None:
+    """Write report.md, figures/, tables/, metrics.json and config.json into `root`.
+
+    `models`: the model files `study.report` exported into `root/models/`, listed in their own section.
+    """
     out = Writer(root)
-    analysis = stats.analyse(runs, data.y_test)
     summary = summary_text(analysis, runs, cfg, len(data.y_test), bool(searches))
     started = time.monotonic()
     sections = [
         header_section(cfg, data, summary, warnings),
         data_section(data, out),
         baseline_section(runs["baseline"][0], analysis.arms["baseline"], data, cfg, out),
-        optimizers_section(runs, analysis, data, out),
+        optimizers_section(runs, analysis, data, cfg, out),
         searches_section(searches, cfg, out),
         final_section(runs, analysis, searches, summary, out),
+        models_section(models or [], cfg, data),
         provenance_section(cfg, searches, runs, invocation or {}),
         runs_section(runs, out),
     ]
-    storage.write_text(root / "report.md", "\n\n".join(sections) + "\n")
+    storage.write_text(root / "report.md", "\n\n".join(s for s in sections if s) + "\n")
     storage.write_json(root / "config.json", cfg.to_dict())
     metrics = metrics_json(cfg, data, searches, runs, analysis, summary, warnings, invocation or {})
+    metrics["models"] = models or []
     metrics["provenance"]["render_seconds"] = time.monotonic() - started
     storage.write_json(root / "metrics.json", _finite(metrics))
 
@@ -125,7 +130,7 @@ def baseline_section(first: Run, summary: dict[str, Any], data, cfg: ReportConfi
     ])
 
 
-def optimizers_section(runs: Runs, analysis: stats.Analysis, data, out: Writer) -> str:
+def optimizers_section(runs: Runs, analysis: stats.Analysis, data, cfg: ReportConfig, out: Writer) -> str:
     """Adam, SGD and RMSprop from the same initial weights and data order, compared in pairs."""
     arms = {o: "baseline" if o == BASELINE.optimizer else o for o in OPTIMIZER_COMPARISON}
     rows = []
@@ -147,14 +152,15 @@ def optimizers_section(runs: Runs, analysis: stats.Analysis, data, out: Writer) 
     same = all(len({runs[a][i].initial_weights for a in arms.values()}) == 1 for i in range(len(runs["baseline"])))
     md = [
         "## Optimizers",
-        "Each optimizer at Keras's default learning rate (what `compile(optimizer=\"sgd\")` gives), the baseline's "
-        "dropouts, trained from scratch " + ("from identical initial weights" if same else "(initial weights DIFFER)")
+        "Each optimizer at Keras's default learning rate (what `compile(optimizer=\"sgd\")` gives), the "
+        "baseline's other hyperparameters, trained from scratch "
+        + ("from identical initial weights" if same else "(initial weights DIFFER)")
         + " with the same data order (per seed); Adam is the baseline run. Means over seeds; each optimizer is "
         "compared with Adam seed by seed (" + _method_text(analysis) + ").",
         out.table(frame, "optimizers", shown),
         out.figure(plots.validation_curves(curves), "optimizer_validation", "validation accuracy per optimizer"),
     ]
-    if _is_cifar10(data):
+    if _is_cifar10(data) and cfg.model is None:
         md.append(notebook_text(rows))
     return "\n\n".join(md)
 
@@ -226,15 +232,16 @@ def search_section(s: Search, out: Writer) -> str:
                                    title=f"{s.name}: validation accuracy of every trial")
     parallel = plots.parallel_coordinates(results.parallel_coordinates(s.trials), title=f"{s.name}: every trial")
     lr = plots.accuracy_vs_learning_rate(s.trials, title=f"{s.name}: validation accuracy against learning rate")
-    dropout = plots.dropout_effect(s.trials, title=f"{s.name}: effect of each dropout rate")
     md += [
         f"Best by validation accuracy: trial {best} ({pct(s.best['val_accuracy'])}).",
         out.figure(curves, f"learning_curves_{slug}", f"{s.name} learning curves"),
         importance_text(s, slug, out),
         out.figure(parallel, f"parallel_{slug}", f"{s.name} parallel coordinates"),
         out.figure(lr, f"lr_{slug}", f"{s.name} learning rates"),
-        out.figure(dropout, f"dropout_{slug}", f"{s.name} dropouts"),
     ]
+    if {"dropout_1", "dropout_2", "dropout_3"} <= set(s.trials.columns):  # the notebook CNN's
+        dropout = plots.dropout_effect(s.trials, title=f"{s.name}: effect of each dropout rate")
+        md.append(out.figure(dropout, f"dropout_{slug}", f"{s.name} dropouts"))
     return "\n\n".join(md)
 
 
@@ -259,7 +266,7 @@ def importance_text(s: Search, slug: str, out: Writer) -> str:
 def final_section(runs: Runs, analysis: stats.Analysis, searches: list[Search], summary: str, out: Writer) -> str:
     """Every arm against the baseline, paired, with Holm's correction; the recommendation by validation."""
     rows = comparison_rows(runs, analysis, searches)
-    keys = ["name", *BASELINE.hyperparameters(), "search_val_accuracy", "final_val_accuracy", "test_accuracy",
+    keys = ["name", *runs["baseline"][0].hyperparameters, "search_val_accuracy", "final_val_accuracy", "test_accuracy",
             "test_accuracy_std", "ci_low", "ci_high", "interval", "diff_vs_baseline", "diff_ci_low", "diff_ci_high",
             "test", "p_value", "p_holm", "better", "pairs", "verdict"]
     frame = pd.DataFrame([{**r["hyperparameters"], **r} for r in rows])
@@ -283,6 +290,36 @@ def final_section(runs: Runs, analysis: stats.Analysis, searches: list[Search], 
         out.figure(figure, "final_comparison", "test accuracy and difference from the baseline, with intervals"),
         f"**Summary.** {summary}",
     ])
+
+
+def models_section(models: list[dict[str, Any]], cfg: ReportConfig, data) -> str:
+    """Which model file is which, and how to load one and predict."""
+    if not models:
+        return ""
+    shape = "x".join(map(str, data.input_shape))
+    rows = pd.DataFrame([{
+        "file": f"[models/{m['file']}](models/{m['file']})", "configuration": m["arm"], "seed": m["seed"],
+        "hyperparameters": hp_text(m["hyperparameters"]),
+        "test accuracy": pct(m["test_accuracy"]) if m["test_accuracy"] is not None else "not measured",
+    } for m in models])
+    md = [
+        "## The answer as model files",
+        "The trained models of the recommendation and of the baseline, one per seed (not committed: "
+        "`.gitignore`). Each takes images as the data loader gives them, uint8 of shape "
+        f"({shape}), and does the scaling to [0, 1] itself; it outputs the probability of each class "
+        f"({', '.join(data.class_names)}).",
+        results.markdown_table(rows),
+        "```python\nimport keras, numpy as np\n"
+        f"model = keras.saving.load_model(\"{cfg.output}/models/{models[0]['file']}\")\n"
+        f"images = np.zeros((1, {', '.join(map(str, data.input_shape))}), np.uint8)  # your images here\n"
+        "classes = model.predict(images).argmax(axis=1)\n```",
+    ]
+    if any(m["file"] == "final.keras" for m in models):
+        md.append("`final.keras` is the recommended configuration trained once more on the training and "
+                  "validation images together (`--final-fit`), for the same epochs: the practice for the model "
+                  "to deploy. Nothing was held out from it, so its test accuracy is not measured separately; "
+                  "every number of this report comes from the runs trained on the training split.")
+    return "\n\n".join(md)
 
 
 def provenance_section(cfg: ReportConfig, searches: list[Search], runs: Runs, invocation: dict[str, Any]) -> str:
@@ -481,8 +518,13 @@ def p_text(row: dict[str, Any]) -> str:
 
 
 def hp_text(hp: dict[str, Any]) -> str:
-    return (f"{hp['optimizer']}, lr {hp['learning_rate']:g}, "
-            f"dropout {hp['dropout_1']:g}/{hp['dropout_2']:g}/{hp['dropout_3']:g}")
+    """"adam, lr 0.001, dropout 0.2/0.3/0.4" for the notebook's CNN; a model's own hyperparameters as name=value."""
+    text = f"{hp['optimizer']}, lr {hp['learning_rate']:g}"
+    dropouts = [f"dropout_{i}" for i in (1, 2, 3)]
+    if all(d in hp for d in dropouts):
+        text += f", dropout {'/'.join(f'{hp[d]:g}' for d in dropouts)}"
+    others = [k for k in hp if k not in ("optimizer", "learning_rate", *dropouts)]
+    return text + "".join(f", {k}={hp[k]:g}" if isinstance(hp[k], float) else f", {k}={hp[k]}" for k in others)
 
 
 def _finite(obj: Any) -> Any:

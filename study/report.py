@@ -17,16 +17,20 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+import warnings as pywarnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from study import runtime
-from study.config import BASELINE, OPTIMIZER_COMPARISON, DataConfig, ReportConfig, StudyError
-from study.records import RUNS_FOLDER, Run, RunStore, Search, find_searches
+from study import results, runtime, stats
+from study.config import BASELINE, OPTIMIZER_COMPARISON, DataConfig, ReportConfig, StudyError, model_identity
+from study.records import MODELS_FOLDER, RUNS_FOLDER, Run, RunStore, Search, find_searches
 from study.search import Parser, add_data_arguments
+
+if TYPE_CHECKING:
+    from study.model import ModelFunction
 
 PROG = "python -m study.report"
 DEFAULT_DIRECTORY = "tuner_results"
@@ -48,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=BASELINE.batch_size, help=f"default: {BASELINE.batch_size}")
     p.add_argument("--full-data", action="store_true", help="retrain on every image even if the searches used "
                    "--subset (search cheaply, report at full budget)")
+    p.add_argument("--model", metavar="MODULE:FUNCTION", help="the model function the searches studied "
+                   "(default: the one recorded by the searches, else the notebook's CNN)")
+    p.add_argument("--final-fit", action="store_true", help="also train the recommended configuration once on the "
+                   "training and validation images together, saved as <output>/models/final.keras")
     add_data_arguments(p)
     # None marks "not given": without data flags the searches' own data configuration is used.
     p.set_defaults(image_size=None, channels=None, split_seed=None)
@@ -78,11 +86,21 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
         )
     data, data_from = _data_config(args, searches)
     seed = args.seed if args.seed is not None else (searches[0].config.seed if searches else 1)
+    model = model_identity(args.model) if args.model else (searches[0].config.model if searches else None)
+    for s in searches:
+        if s.config.model != model:
+            raise StudyError(f"search {s.name} studied {_model_name(s.config.model)}, the report "
+                             f"{_model_name(model)}: report on searches of one model (--directory, --model)")
     cfg = ReportConfig(
         directory=args.directory or DEFAULT_DIRECTORY, output=args.output, epochs=args.epochs, seeds=args.seeds,
-        seed=seed, batch_size=args.batch_size, data=data, data_from=data_from,
+        model=model, seed=seed, batch_size=args.batch_size, data=data, data_from=data_from,
+        final_fit=args.final_fit,
     )
     return cfg, warnings
+
+
+def _model_name(identity: dict[str, str] | None) -> str:
+    return "the notebook's CNN" if identity is None else f"--model {identity['spec']}"
 
 
 def _data_config(args: argparse.Namespace, searches: list[Search]) -> tuple[DataConfig, str]:
@@ -118,7 +136,7 @@ def check_output(output: Path) -> None:
     if output.exists():
         if not output.is_dir():
             raise StudyError(f"--output {output} exists and is not a directory")
-        others = {p.name for p in output.iterdir()} - {"README.md", RUNS_FOLDER}
+        others = {p.name for p in output.iterdir()} - {"README.md", RUNS_FOLDER, MODELS_FOLDER}
         if others and not (output / "report.md").exists():
             raise StudyError(f"--output {output} holds files that are not a report; choose another --output")
     ancestor = output.parent
@@ -130,18 +148,27 @@ def check_output(output: Path) -> None:
 
 # --- what to train ---------------------------------------------------------------------------------
 
-def plan(searches: list[Search]) -> dict[str, dict[str, Any]]:
+def plan(searches: list[Search], baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """{arm name: hyperparameters}: the baseline (Adam), SGD, RMSprop and each search's best trial."""
-    arms = {"baseline": BASELINE.hyperparameters()}
+    arms = {"baseline": baseline}
     for optimizer, lr in OPTIMIZER_COMPARISON.items():
         if optimizer != BASELINE.optimizer:
-            arms[optimizer] = {**BASELINE.hyperparameters(), "optimizer": optimizer, "learning_rate": lr}
+            arms[optimizer] = {**baseline, "optimizer": optimizer, "learning_rate": lr}
     for s in searches:
         if s.best is not None:
-            arms[f"{s.name} best"] = {
-                k: (str(s.best[k]) if k == "optimizer" else float(s.best[k])) for k in BASELINE.hyperparameters()
-            }
+            arms[f"{s.name} best"] = {k: _plain(s.best[k]) for k in results.hyperparameter_columns(s.trials)}
     return arms
+
+
+def _plain(value: Any) -> Any:
+    """A trials-table value as the Python value Keras Tuner gave the model (str, bool, int or float)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return str(value)
 
 
 def jobs(arms: dict[str, dict[str, Any]], cfg: ReportConfig) -> list[tuple[dict[str, Any], int]]:
@@ -158,49 +185,64 @@ def jobs(arms: dict[str, dict[str, Any]], cfg: ReportConfig) -> list[tuple[dict[
 
 # --- training --------------------------------------------------------------------------------------
 
-def initial_model(input_shape: tuple[int, ...], num_classes: int, hyperparameters: dict[str, Any], seed: int):
+def initial_model(input_shape: tuple[int, ...], num_classes: int, hyperparameters: dict[str, Any], seed: int,
+                  model: ModelFunction | None = None):
     """The model before training: the same seed gives the same initial weights whatever the optimizer."""
     import keras
 
-    from study.model import build_model
+    from study.model import NOTEBOOK_CNN, build_model
 
     keras.utils.set_random_seed(seed)
-    return build_model(input_shape, num_classes, **hyperparameters)
+    return build_model(input_shape, num_classes, hyperparameters, model or NOTEBOOK_CNN)
 
 
-def retrain(data, hyperparameters: dict[str, Any], seed: int, cfg: ReportConfig, verbose: int | str = 2) -> Run:
-    """Train on the training split (validating on the validation split), then evaluate once on the test set."""
+def retrain(data, hyperparameters: dict[str, Any], seed: int, cfg: ReportConfig, *, model: ModelFunction | None = None,
+            weights: Path | None = None, verbose: int | str = 2) -> Run:
+    """Train on the training split (validating on the validation split), then evaluate once on the test set.
+
+    The trained weights go to `weights` (for the model files the report exports).
+    """
     import keras
 
-    from study.model import fit, predict_proba
+    from study.training import fit, predict_proba
 
     keras.backend.clear_session()  # the previous model's graphs, as Keras Tuner does between trials
-    model = initial_model(data.input_shape, data.num_classes, hyperparameters, seed)
-    digest = hashlib.sha1(b"".join(np.ascontiguousarray(w).tobytes() for w in model.get_weights())).hexdigest()
+    trained = initial_model(data.input_shape, data.num_classes, hyperparameters, seed, model)
+    digest = hashlib.sha1(b"".join(np.ascontiguousarray(w).tobytes() for w in trained.get_weights())).hexdigest()
     start = time.monotonic()
-    history = fit(model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+    history = fit(trained, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
                   epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed, verbose=verbose)
     seconds = time.monotonic() - start
-    proba = predict_proba(model, data.x_test)
+    if weights is not None:
+        _save_weights(trained, weights)
+    proba = predict_proba(trained, data.x_test)
     y_pred = proba.argmax(axis=1)
     picked = np.clip(proba[np.arange(len(proba)), data.y_test], 1e-7, 1.0)  # Keras clips the same way
     return Run(
         hyperparameters=dict(hyperparameters), seed=seed,
         history={k: [float(v) for v in vals] for k, vals in history.history.items()}, seconds=seconds,
         test_accuracy=float(np.mean(y_pred == data.y_test)), test_loss=float(-np.mean(np.log(picked))),
-        y_pred=y_pred, initial_weights=digest, settings=cfg.settings(keras.backend.backend()),
+        y_pred=y_pred, initial_weights=digest, settings=cfg.settings(_backend()),
         environment=runtime.environment(), ended_at=time.time(),
     )
 
 
-def train_missing(data, store: RunStore, todo: list[tuple[dict[str, Any], int]], cfg: ReportConfig, log=print,
-                  verbose: int | str = 2) -> None:
+def _save_weights(model, path: Path) -> None:
+    """Atomically, like every saved file: a crash leaves the old weights or the new ones."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def train_missing(data, store: RunStore, todo: list[tuple[dict[str, Any], int]], cfg: ReportConfig,
+                  model: ModelFunction | None = None, log=print, verbose: int | str = 2) -> None:
     """Train every job in `todo` and save each run as soon as it ends."""
     started = time.monotonic()
     for i, (hp, seed) in enumerate(todo, 1):
         values = ", ".join(f"{k}={v}" for k, v in hp.items())
         log(f"[{i}/{len(todo)}] retraining seed {seed}, {cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}: {values}")
-        run = retrain(data, hp, seed, cfg, verbose=verbose)
+        run = retrain(data, hp, seed, cfg, model=model, weights=store.weights_path(hp, seed), verbose=verbose)
         path = store.save(run)
         left = (time.monotonic() - started) / i * (len(todo) - i)
         log(f"    test accuracy {run.test_accuracy:.4f} in {run.seconds:.0f}s, saved as {path}"
@@ -219,23 +261,46 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
     log(data.describe())
     for w in warnings:
         log(f"warning: {w}")
-    arms = plan(searches)
     output = Path(cfg.output)
     store = RunStore(output / RUNS_FOLDER, cfg.settings(_backend()))
+    # The notebook's CNN needs no TensorFlow to be planned: rendering alone then imports none.
+    model = _load_model(cfg) if cfg.model is not None else None
+    arms = plan(searches, _baseline(model, data))
     todo = [(hp, seed) for hp, seed in jobs(arms, cfg) if store.load(hp, seed, len(data.y_test)) is None]
     _say_what_is_saved(store, jobs(arms, cfg), todo, log)
-    if todo:  # rendering alone needs no TensorFlow
-        with runtime.without_notebook_modules():  # Keras would import matplotlib and IPython for nothing
-            import keras
-        train_missing(data, store, todo, cfg, log=log, verbose=verbose)
-        keras.backend.clear_session()
+    if todo:
+        model = model or _load_model(cfg)
+        train_missing(data, store, todo, cfg, model=model, log=log, verbose=verbose)
+    runs = {name: [store.load(hp, s) for s in range(cfg.seed, cfg.seed + cfg.seeds)] for name, hp in arms.items()}
+    analysis = stats.analyse(runs, data.y_test)
+    if cfg.final_fit:
+        model = model or _load_model(cfg)
+        final_fit(data, store, runs[analysis.recommended][0].hyperparameters, cfg, model, log, verbose)
     # What rendering needs of the data is small: 0.15 GB less at the report's peak on CIFAR-10.
     data = data.without_training_images()
     runtime.release_freed_memory()
-    runs = {name: [store.load(hp, s) for s in range(cfg.seed, cfg.seed + cfg.seeds)] for name, hp in arms.items()}
-    _write(output, cfg, data, searches, runs, warnings, {"command": command, "seconds": time.monotonic() - started})
+    models = models_to_export(runs, analysis, store, cfg)
+    if models and model is None:
+        model = _load_model(cfg)
+    invocation = {"command": command, "seconds": time.monotonic() - started}
+    _write(output, cfg, data, searches, runs, analysis, warnings, invocation,
+           lambda folder: export_models(folder, models, model, data.input_shape, data.num_classes))
     log(f"report: {output / 'report.md'}")
     return output
+
+
+def _load_model(cfg: ReportConfig) -> ModelFunction:
+    with runtime.without_notebook_modules():  # Keras would import matplotlib and IPython for nothing
+        from study import model as model_lib
+    return model_lib.load_model_function(cfg.model)
+
+
+def _baseline(model: ModelFunction | None, data) -> dict[str, Any]:
+    if model is None:
+        return BASELINE.hyperparameters()
+    from study import model as model_lib
+
+    return model_lib.default_hyperparameters(model, data.input_shape, data.num_classes)
 
 
 def _backend() -> str:
@@ -252,14 +317,17 @@ def _say_what_is_saved(store: RunStore, all_jobs: list, todo: list, log) -> None
         log(f"{store.folder}: saved runs of these configurations with another {what} are kept but not reused")
 
 
-def _write(output: Path, cfg: ReportConfig, data, searches, runs, warnings, invocation: dict[str, Any]) -> None:
-    """Render into a temporary folder beside `output`, carry the saved runs over, and swap it in whole."""
+def _write(output: Path, cfg: ReportConfig, data, searches, runs, analysis, warnings, invocation: dict[str, Any],
+           export: Callable[[Path], list[dict[str, Any]]]) -> None:
+    """Export the model files and render into a temporary folder beside `output`, carry the saved runs over,
+    and swap it in whole."""
     from study.render import render
 
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     try:
-        render(tmp, cfg, data, searches, runs, warnings, invocation)
+        models = export(tmp / MODELS_FOLDER)
+        render(tmp, cfg, data, searches, runs, analysis, warnings, invocation, models)
         if (output / "README.md").exists():  # the repository's reports/README.md stays
             shutil.copy2(output / "README.md", tmp / "README.md")
         if (output / RUNS_FOLDER).exists():
@@ -268,6 +336,77 @@ def _write(output: Path, cfg: ReportConfig, data, searches, runs, warnings, invo
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# --- the answer as model files ----------------------------------------------------------------------
+
+def final_fit(data, store: RunStore, hyperparameters: dict[str, Any], cfg: ReportConfig, model: ModelFunction,
+              log=print, verbose: int | str = 2) -> None:
+    """The recommended configuration trained once on the training and validation images together.
+
+    For the report's epochs and first seed, with nothing held out: its test accuracy is not measured
+    (the report's numbers come from the runs trained on the training split). Saved as weights beside
+    the runs, so a rerun does not train it again.
+    """
+    from study.training import Joined, fit
+
+    path = store.final_weights_path(hyperparameters, cfg.seed)
+    if path.exists():
+        log(f"final fit: already saved in {path}")
+        return
+    log(f"final fit: the recommended configuration on {len(data.y_train) + len(data.y_val)} training and "
+        f"validation images, {cfg.epochs} epochs, seed {cfg.seed}")
+    trained = initial_model(data.input_shape, data.num_classes, hyperparameters, cfg.seed, model)
+    # The two splits seen as one array, not copied: 0.15 GB of CIFAR-10 not duplicated.
+    x, y = Joined(data.x_train, data.x_val), np.concatenate([data.y_train, data.y_val])
+    fit(trained, x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, verbose=verbose)
+    _save_weights(trained, path)
+
+
+def models_to_export(runs: dict[str, list[Run]], analysis, store: RunStore, cfg: ReportConfig) -> list[dict[str, Any]]:
+    """The model files the report can write: each seed of the recommendation and of the baseline, and the final fit.
+
+    Only runs whose weights are on disk (weights are never committed: a report re-rendered from a
+    fresh checkout lists none).
+    """
+    found = []
+    for arm in dict.fromkeys([analysis.recommended, "baseline"]):
+        for run in runs[arm]:
+            weights = store.weights_path(run.hyperparameters, run.seed)
+            if weights.exists():
+                found.append({"file": f"{arm.replace(' ', '_')}-seed{run.seed}.keras", "arm": arm, "seed": run.seed,
+                              "hyperparameters": run.hyperparameters, "test_accuracy": run.test_accuracy,
+                              "weights": weights})
+    recommended = runs[analysis.recommended][0].hyperparameters
+    final = store.final_weights_path(recommended, cfg.seed)
+    if cfg.final_fit and final.exists():
+        found.append({"file": "final.keras", "arm": f"{analysis.recommended} (final fit)", "seed": cfg.seed,
+                      "hyperparameters": recommended, "test_accuracy": None, "weights": final})
+    return found
+
+
+def export_models(folder: Path, models: list[dict[str, Any]], model: ModelFunction | None,
+                  input_shape: tuple[int, ...], num_classes: int) -> list[dict[str, Any]]:
+    """Write each model as a `.keras` file that takes uint8 images as the data loader gives them.
+
+    The scaling to [0, 1] is the saved model's first layer, dividing by 255 exactly as training did.
+    """
+    if not models:
+        return []
+    import keras
+
+    folder.mkdir(parents=True)
+    for entry in models:
+        trained = initial_model(input_shape, num_classes, entry["hyperparameters"], entry["seed"], model)
+        with pywarnings.catch_warnings():  # the weights' optimizer state: not part of the model file
+            pywarnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            trained.load_weights(entry["weights"])
+        inputs = keras.Input(shape=input_shape, dtype="uint8", name="images")
+        # Normalization with mean 0 and variance 255**2 divides by 255.0, as study.training.Batches does;
+        # Rescaling(1/255) would multiply, off by one float32 rounding for some pixels.
+        scaled = keras.layers.Normalization(mean=0.0, variance=255.0**2, name="scale_to_0_1")(inputs)
+        keras.Model(inputs, trained(scaled), name="study_model").save(folder / entry["file"])
+    return [{k: v for k, v in e.items() if k != "weights"} for e in models]
 
 
 def _swap(new: Path, output: Path) -> None:

@@ -43,7 +43,12 @@ def trials_frame(project_dir: str | Path) -> pd.DataFrame:
                 "error": message[-1] if message and status != "COMPLETED" else "",
             }
         )
-    columns = ["trial_id", "status", *HYPERPARAMETERS, *METRIC_COLUMNS, "error"]
+    # The hyperparameters in the order they were declared (the notebook CNN's: HYPERPARAMETERS), then the
+    # metrics; Keras Tuner's own tuner/ values (Hyperband's rounds) last.
+    declared = list(dict.fromkeys(k for r in rows for k in r if k not in ("trial_id", "status", *METRIC_COLUMNS,
+                                                                           "error")))
+    declared = [k for k in declared if not k.startswith("tuner/")] or list(HYPERPARAMETERS)
+    columns = ["trial_id", "status", *declared, *METRIC_COLUMNS, "error"]
     frame = pd.DataFrame(rows, columns=columns + sorted({k for r in rows for k in r} - set(columns)))
     for column in ("best_epoch", "epochs"):
         frame[column] = frame[column].astype("Int64")

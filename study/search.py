@@ -6,6 +6,7 @@ Results go to `<directory>/<project-name>/`: Keras Tuner's own state, `config.js
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -15,7 +16,9 @@ import warnings
 from collections.abc import Sequence
 
 from study import runtime, storage
-from study.config import BASELINE, OPTIMIZERS, TUNERS, DataConfig, SearchConfig, SearchSpace, StudyError
+from study.config import (
+    BASELINE, OPTIMIZERS, TUNERS, DataConfig, SearchConfig, SearchSpace, StudyError, model_identity,
+)
 
 PROG = "python -m study.search"
 DEFAULT_ORACLE = "127.0.0.1:8000"
@@ -82,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                 epilog="Example: python -m study.search --tuner grid --data-dir ../shared/data/cifar10-jpeg.tar.gz "
                 "--subset 2000 --epochs 2")
+    p.add_argument("--model", metavar="MODULE:FUNCTION", help="study your own model: a function "
+                   "build(hp, input_shape, num_classes) returning an uncompiled keras.Model, as MODULE:FUNCTION "
+                   "or path/to/file.py:FUNCTION; its hyperparameters join the search (default: the notebook's CNN)")
     p.add_argument("--tuner", default="grid", choices=TUNERS,
                    help="Keras Tuner's GridSearch, BayesianOptimization or Hyperband (default: grid)")
     p.add_argument("--max-trials", type=int, metavar="N",
@@ -141,6 +147,11 @@ def parse_config(argv: Sequence[str] | None = None) -> SearchConfig:
         dropout_2=args.dropout2 or default_space.dropout_2,
         dropout_3=args.dropout3 or default_space.dropout_3,
     )
+    if args.model is not None:  # its hyperparameters are its own; the dropouts are the notebook CNN's
+        if args.dropout1 or args.dropout2 or args.dropout3:
+            raise StudyError("--dropout1/2/3 apply to the notebook's CNN only: a --model declares its own "
+                             "hyperparameters")
+        space = dataclasses.replace(space, dropout_1=(), dropout_2=(), dropout_3=())
     max_trials = args.max_trials
     if max_trials is None and args.tuner == "bayesian":
         max_trials = 10
@@ -149,7 +160,7 @@ def parse_config(argv: Sequence[str] | None = None) -> SearchConfig:
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
         early_stopping=args.early_stopping or None, initial_points=args.initial_points,
         overwrite=args.overwrite, role=args.role, oracle=args.oracle, worker_id=args.worker_id,
-        tensorboard=args.tensorboard, data=data_config(args), space=space,
+        tensorboard=args.tensorboard, model=model_identity(args.model), data=data_config(args), space=space,
     )
     cfg.validate()
     return cfg
@@ -228,16 +239,22 @@ def run(cfg: SearchConfig, log=print, command: str | None = None):
     data = load_dataset(cfg.data, keep_test=False)  # before anything is written: bad data leaves no trace
     log(data.describe())
     with runtime.without_notebook_modules():
+        from study import model as model_lib
         from study import results
-        from study.hypermodel import CNNHyperModel
+        from study.hypermodel import StudyHyperModel
         from study.tuners import build_tuner
 
-    role = distributed_role(cfg)
-    resuming = _check_project(cfg, role, data.class_names, command, log)
-    hypermodel = CNNHyperModel(
-        data.input_shape, data.num_classes, space=cfg.space, epochs=cfg.epochs,
+    model = model_lib.load_model_function(cfg.model)
+    hypermodel = StudyHyperModel(
+        data.input_shape, data.num_classes, space=cfg.space, model=model, epochs=cfg.epochs,
         batch_size=cfg.batch_size, seed=cfg.seed, early_stopping=cfg.early_stopping,
     )
+    if model is not model_lib.NOTEBOOK_CNN:  # a broken model function: one line now, not a failed trial
+        import keras_tuner
+
+        model_lib.check_model(model, keras_tuner.HyperParameters(), data.input_shape, data.num_classes)
+    role = distributed_role(cfg)
+    resuming = _check_project(cfg, role, data.class_names, command, log)
     tuner = build_tuner(cfg, hypermodel, log=log)
     _announce(cfg, role, tuner, resuming, log)
     try:

@@ -285,7 +285,7 @@ class GridSearch(_StudyTuner):
         super().__init__(oracle, hypermodel, **kwargs)
 
     def _planned_trials(self) -> int:
-        points = math.prod(len(hp.values) for hp in self.oracle.get_space().space)
+        points = math.prod(len(list(hp.values)) for hp in self.oracle.get_space().space)
         return min(points, self.oracle.max_trials or points)
 
 

@@ -23,7 +23,7 @@ def _die() -> None:
 
 
 def _arm(point: str) -> None:
-    from study import model, records, storage, tuners
+    from study import records, storage, training, tuners
 
     kind, *rest = point.split(":")
     count = {"n": 0}
@@ -33,14 +33,14 @@ def _arm(point: str) -> None:
         return count["n"] == n
 
     if kind == "batch":
-        original = model.Batches.__getitem__
+        original = training.Batches.__getitem__
 
         def getitem(self, i):
             if self.shuffle and hit(int(rest[0])):
                 _die()
             return original(self, i)
 
-        model.Batches.__getitem__ = getitem
+        training.Batches.__getitem__ = getitem
     elif kind == "trial-begin":
         original = tuners._StudyTuner.on_trial_begin
 

@@ -12,7 +12,7 @@ from conftest import CLASSES, SHARED_CIFAR, make_dataset, write_images
 
 from study.config import DataConfig
 from study.data import DataError, load_dataset
-from study.model import Batches
+from study.training import Batches
 
 
 def _tar(src, dest, wrap=None):

@@ -5,8 +5,9 @@ import keras_tuner
 import numpy as np
 
 from study.config import BASELINE, SearchSpace
-from study.hypermodel import CNNHyperModel
-from study.model import build_model, fit, predict_proba
+from study.hypermodel import StudyHyperModel
+from study.model import build_model
+from study.training import fit, predict_proba
 
 NOTEBOOK_LAYERS = [
     ("Conv2D", {"filters": 32, "kernel_size": (3, 3), "activation": "relu"}),
@@ -42,7 +43,7 @@ def test_baseline_is_the_notebook_cnn():
 
 
 def test_hypermodel_defaults_are_exactly_the_baseline():
-    hypermodel = CNNHyperModel((32, 32, 3), 10)
+    hypermodel = StudyHyperModel((32, 32, 3), 10)
     hp = keras_tuner.HyperParameters()
     model = hypermodel.build(hp)
     assert hp.values == BASELINE.hyperparameters()
@@ -55,7 +56,7 @@ def test_hypermodel_defaults_are_exactly_the_baseline():
 
 def test_hypermodel_exposes_the_space_as_choices():
     space = SearchSpace(optimizers=("sgd", "rmsprop"), learning_rates=(0.01, 0.1), dropout_1=(0.0, 0.5))
-    hypermodel = CNNHyperModel((16, 16, 1), 3, space=space)
+    hypermodel = StudyHyperModel((16, 16, 1), 3, space=space)
     hp = keras_tuner.HyperParameters()
     hypermodel.build(hp)
     assert [p.name for p in hp.space] == ["optimizer", "learning_rate", "dropout_1", "dropout_2", "dropout_3"]
@@ -73,7 +74,7 @@ def test_same_seed_same_initial_weights_and_training():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(64, 16, 16, 3), dtype=np.uint8)
     y = rng.integers(0, 4, size=64).astype(np.int32)
-    hypermodel = CNNHyperModel((16, 16, 3), 4, epochs=1, batch_size=16, seed=7)
+    hypermodel = StudyHyperModel((16, 16, 3), 4, epochs=1, batch_size=16, seed=7)
     runs = []
     for _ in range(2):
         model = hypermodel.build(keras_tuner.HyperParameters())
@@ -113,6 +114,6 @@ def test_graphs_of_a_finished_model_are_freed():
         return sum(isinstance(o, FuncGraph) for o in gc.get_objects())
 
     first = train_once()
-    # Without study.model._releasing_graphs each fit leaves its traced step (and ~40 graphs with it) behind.
+    # Without study.training._releasing_graphs each fit leaves its traced step (and ~40 graphs with it) behind.
     assert train_once() == first
     assert train_once() == first

@@ -18,7 +18,7 @@ import pytest
 
 from study import search, tuners
 from study.config import OPTIMIZERS
-from study.hypermodel import CNNHyperModel
+from study.hypermodel import StudyHyperModel
 from study.results import HYPERPARAMETERS
 
 
@@ -61,7 +61,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def _initial_kernels(seed: int) -> list[np.ndarray]:
-    model = CNNHyperModel((32, 32, 3), 10, seed=seed).build(keras_tuner.HyperParameters())
+    model = StudyHyperModel((32, 32, 3), 10, seed=seed).build(keras_tuner.HyperParameters())
     return [w for w in model.get_weights() if w.ndim > 1]  # biases start at zero whatever the seed
 
 

@@ -105,7 +105,7 @@ def test_optimizers_start_from_identical_weights_with_the_same_data_order(finish
     assert not np.array_equal(other.get_weights()[0], models[0].get_weights()[0])
 
 
-def _fake_retrain(data, hyperparameters, seed, cfg, verbose=2):
+def _fake_retrain(data, hyperparameters, seed, cfg, **kwargs):
     """No training: a Run with a plausible history and deterministic predictions."""
     y_pred = (data.y_test + (np.arange(len(data.y_test)) % 3 == 0)) % data.num_classes
     history = {k: [0.2, 0.4] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}

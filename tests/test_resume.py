@@ -90,7 +90,7 @@ def test_ctrl_c_says_how_to_resume(tiny_data, tmp_path, monkeypatch, capsys):
     def interrupt(self, hp, model, *args, **kwargs):  # Ctrl-C arrives in the main thread, mid-training
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(hypermodel.CNNHyperModel, "fit", interrupt)
+    monkeypatch.setattr(hypermodel.StudyHyperModel, "fit", interrupt)
     argv = ["--data-dir", str(tiny_data), "--epochs", "1", "--directory", str(tmp_path)]
     assert search.main(argv) == 130
     assert "rerun the same command to resume" in capsys.readouterr().err

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from study.model import Batches, as_dataset
+from study.training import Batches, as_dataset
 
 
 def _tiny(n: int = 10):
