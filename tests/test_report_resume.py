@@ -128,3 +128,25 @@ def test_the_report_renders_the_numbers_of_a_crafted_set_of_runs(tiny_data, tmp_
     assert "No configuration beat the baseline by more than the noise." in text
     assert "Holm's method" in text
     assert stats.verdict(stats.Comparison("paired t", 0.2 / 3, 0, 0, p_rms, 3, 3, p_rms)) == "noise"
+
+
+def test_a_configuration_shared_by_two_arms_is_trained_once(tiny_data, tmp_path, monkeypatch):
+    """A grid whose only point is the notebook's configuration: its best is the baseline, trained once per seed."""
+    from study import search
+
+    calls = []
+    crafted = _crafted_retrain({(o, s): 0.5 for o in ("adam", "sgd", "rmsprop") for s in (1, 2)})
+
+    def counting(data, hyperparameters, seed, cfg, **kwargs):
+        calls.append((hyperparameters["optimizer"], seed))
+        return crafted(data, hyperparameters, seed, cfg, **kwargs)
+
+    monkeypatch.setattr(report, "retrain", counting)
+    runs = tmp_path / "searches"
+    assert search.main(["--data-dir", str(tiny_data), "--epochs", "1", "--directory", str(runs),
+                        "--optimizers", "adam", "--learning-rates", "0.001"]) == 0
+    assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "2")) == 0
+    assert sorted(calls) == sorted((o, s) for o in ("adam", "sgd", "rmsprop") for s in (1, 2))  # not 8
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["arms"]["grid best"]["hyperparameters"] == metrics["arms"]["baseline"]["hyperparameters"]
+    assert next(r for r in metrics["comparison"] if r["name"] == "grid best")["test"] == "same configuration"
