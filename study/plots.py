@@ -419,6 +419,11 @@ def difference_intervals(table: pd.DataFrame, *, ax: Axes | None = None) -> Figu
         ax.errorbar(d, yi, xerr=[[d - low], [high - d]], fmt="o", capsize=5, color=colour)
         ax.annotate(f"{d:+.1f}", (d, yi), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)
     ax.axvline(0, color="black", linewidth=1)
+    # Room on both sides of zero for the labels drawn there, whichever side the differences fall.
+    ends = [0.0, *(100 * table[k].dropna().to_numpy(float) for k in ("diff_ci_low", "diff_ci_high"))]
+    low, high = float(np.min(np.hstack(ends))), float(np.max(np.hstack(ends)))
+    pad = max(0.25 * (high - low), 1.0)
+    ax.set_xlim(low - pad, high + pad)
     ax.set_yticks(y, table["name"])
     ax.set_ylim(-0.7, len(table) - 0.3)
     ax.set_xlabel("difference from the baseline, points (95% interval)")

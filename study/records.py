@@ -60,6 +60,8 @@ class Search:
             "best_after_trials": int(reached["trial"].iloc[0]) if len(reached) else None,
             "best_after_epochs": int(reached["cumulative_epochs"].iloc[0]) if len(reached) else None,
             "seconds": float(sum(h.get("seconds", 0.0) for h in histories.values())),
+            "started": min((h["started_at"] for h in histories.values() if h.get("started_at")), default=None),
+            "ended": max((h["ended_at"] for h in histories.values() if h.get("ended_at")), default=None),
             "machines": machines(h.get("environment") for h in histories.values()),
             "versions": versions(h.get("environment") for h in histories.values()),
         }
@@ -84,6 +86,9 @@ def _read_search(folder: Path, directory: Path) -> Search:
         raise StudyError(f"{folder} is not a study search (no config.json); move it out of --directory {directory}")
     try:
         raw = storage.read_json(saved)
+        if not isinstance(raw, dict) or "tuner" not in raw:  # a report's config.json, or another tool's
+            raise StudyError(f"{folder} is not a study search (its config.json is not a search's); move it out "
+                             f"of --directory {directory}")
         cfg = SearchConfig.from_dict(raw)
         trials = results.trials_frame(folder)
     except (OSError, ValueError, TypeError, KeyError) as e:

@@ -5,8 +5,10 @@ One function per section of the report, each taking what it shows and returning 
 """
 from __future__ import annotations
 
+import json
 import math
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -325,18 +327,38 @@ def models_section(models: list[dict[str, Any]], cfg: ReportConfig, data) -> str
 def provenance_section(cfg: ReportConfig, searches: list[Search], runs: Runs, invocation: dict[str, Any]) -> str:
     """The commands, machines, versions and times behind every number, so the report can be checked and rerun."""
     unique = _unique_runs(runs)
-    lines = ["## Provenance", "Commands, in order:", ""]
+    rows = []
     for s in searches:
-        lines.append(f"- `{s.command or 'not recorded (a search from before study recorded its command)'}`: "
-                     f"{s.name}, {duration_text(s.cost()['seconds'])} of trials")
-    lines.append(f"- `{invocation.get('command') or 'python -m study.report'}`: {len(unique)} retrainings, "
-                 f"{duration_text(sum(r.seconds for r in unique))} of training")
+        cost = s.cost()
+        rows.append({"command": f"`{s.command or 'not recorded'}`",
+                     "what": f"{s.name}: {cost['trials']} trials, {cost['epochs_trained']} epochs",
+                     "compute": duration_text(cost["seconds"]), "wall clock": span_text(cost["started"], cost["ended"])})
+    ended = [r.ended_at for r in unique if r.ended_at]
+    started = [e - r.seconds for e, r in zip(ended, unique)]
+    rows.append({"command": f"`{invocation.get('command') or 'python -m study.report'}`",
+                 "what": f"{len(unique)} retrainings of {epochs_text(cfg.epochs)}",
+                 "compute": duration_text(sum(r.seconds for r in unique)),
+                 "wall clock": span_text(min(started, default=None), max(ended, default=None))})
     environments = [r.environment for r in unique]
     for s in searches:
         environments += [h.get("environment") for h in s.histories().values()]
-    lines += ["", f"Machines: {'; '.join(machines(environments)) or 'not recorded'}.",
-              f"Software: {'; '.join(versions(environments)) or 'not recorded'}."]
-    return "\n".join(lines)
+    return "\n\n".join([
+        "## Provenance",
+        "The commands behind every number, in order (compute: the trials' and retrainings' own seconds; wall "
+        "clock: from the first to the last, in UTC, across sessions when a command was rerun to resume).",
+        results.markdown_table(pd.DataFrame(rows)),
+        f"Machines: {'; '.join(machines(environments)) or 'not recorded'}. "
+        f"Software: {'; '.join(versions(environments)) or 'not recorded'}. "
+        f"The last run of the report spent {duration_text(invocation.get('seconds') or 0)} loading the data and "
+        "training before it rendered.",
+    ])
+
+
+def span_text(start: float | None, end: float | None) -> str:
+    if not start or not end:
+        return "not recorded"
+    a, b = (datetime.fromtimestamp(t, timezone.utc) for t in (start, end))
+    return f"{a:%Y-%m-%d %H:%M} – {b:%H:%M}" if a.date() == b.date() else f"{a:%Y-%m-%d %H:%M} – {b:%Y-%m-%d %H:%M}"
 
 
 def runs_section(runs: Runs, out: Writer) -> str:
@@ -402,7 +424,8 @@ def metrics_json(cfg, data, searches, runs, analysis, summary, warnings, invocat
 
 
 def _unique_runs(runs: Runs) -> list[Run]:
-    return list({id(r): r for rs in runs.values() for r in rs}.values())
+    """Each retraining once: a configuration shared by two arms is one run."""
+    return list({(json.dumps(r.hyperparameters, sort_keys=True), r.seed): r for rs in runs.values() for r in rs}.values())
 
 
 def _is_cifar10(data) -> bool:

@@ -76,6 +76,8 @@ def _metric_at(metrics: dict, name: str, step) -> float | None:
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
     """GitHub Markdown; text columns stay text (tabulate would turn trial id "0003" into 3)."""
+    if frame.empty:  # tabulate cannot type the columns of no rows
+        return tabulate([], headers=list(frame.columns), tablefmt="github")
     text = [i for i, kind in enumerate(frame.dtypes) if not pd.api.types.is_numeric_dtype(kind)]
     frame = frame.copy()
     for i in text:  # missingval only replaces None, not NaN

@@ -164,6 +164,8 @@ def _project(directory, name, **config):
     "setup, extra, message",
     [
         (lambda d: (d / "grid").mkdir(parents=True), [], "is not a study search"),
+        (lambda d: _project(d, "out").joinpath("config.json").write_text('{"output": "out", "seeds": 5}'), [],
+         "its config.json is not a search's"),  # a report folder inside --directory
         (lambda d: _project(d, "grid").joinpath("config.json").write_text("{not json"), [], "cannot read the search"),
         (lambda d: d.parent.mkdir(exist_ok=True) or d.write_text("a file"), [], "is not a directory"),
         (lambda d: None, [], "does not exist"),  # a typo in --directory must not cost an hour of training
