@@ -332,7 +332,8 @@ def provenance_section(cfg: ReportConfig, searches: list[Search], runs: Runs, in
         cost = s.cost()
         rows.append({"command": f"`{s.command or 'not recorded'}`",
                      "what": f"{s.name}: {cost['trials']} trials, {cost['epochs_trained']} epochs",
-                     "compute": duration_text(cost["seconds"]), "wall clock": span_text(cost["started"], cost["ended"])})
+                     "compute": duration_text(cost["seconds"]),
+                     "wall clock": span_text(cost["started"], cost["ended"])})
     ended = [r.ended_at for r in unique if r.ended_at]
     started = [e - r.seconds for e, r in zip(ended, unique)]
     rows.append({"command": f"`{invocation.get('command') or 'python -m study.report'}`",
@@ -425,7 +426,8 @@ def metrics_json(cfg, data, searches, runs, analysis, summary, warnings, invocat
 
 def _unique_runs(runs: Runs) -> list[Run]:
     """Each retraining once: a configuration shared by two arms is one run."""
-    return list({(json.dumps(r.hyperparameters, sort_keys=True), r.seed): r for rs in runs.values() for r in rs}.values())
+    unique = {(json.dumps(r.hyperparameters, sort_keys=True), r.seed): r for rs in runs.values() for r in rs}
+    return list(unique.values())
 
 
 def _is_cifar10(data) -> bool:
