@@ -125,7 +125,7 @@ class _Pool:
     check: Callable[[np.ndarray], None] = lambda idx: None  # decode without keeping: errors only
 
 
-def load_dataset(cfg: DataConfig, *, keep_test: bool | str = True) -> Dataset:
+def load_dataset(cfg: DataConfig, *, keep_test: bool | str = True, keep_train: bool = True) -> Dataset:
     """Load, subset and split the data described by `cfg`; raises DataError with a one-line reason.
 
     Every image is decoded, whatever `--subset` keeps: a corrupt file is an error even where the
@@ -133,6 +133,8 @@ def load_dataset(cfg: DataConfig, *, keep_test: bool | str = True) -> Dataset:
     decoded too (a broken one is an error now, not in the report) but not kept: 31 MB less for a
     search on all of CIFAR-10. With `keep_test="encoded"` they are checked the same way and kept
     as `EncodedImages`, decoded again batch by batch where they are used (a report's evaluations).
+    With `keep_train=False` the training and validation images are neither decoded nor checked,
+    only their labels and a few samples are kept: what a report that only renders needs.
     """
     if cfg.data_dir is None:
         train, test, classes = _cifar10_pools(cfg)
@@ -156,19 +158,28 @@ def load_dataset(cfg: DataConfig, *, keep_test: bool | str = True) -> Dataset:
     # The images left out are decoded too, one at a time and dropped: no extra memory. A full decode
     # (about 10 s of CPU for all 60,000 CIFAR-10 JPEGs) rather than a header check (2.5 s): a
     # truncated file has a whole header. Without --subset nothing is left out, so nothing extra.
-    train.check(_outside(train_idx, len(train.labels)))
-    test.check(_outside(test_idx, len(test.labels)) if keep_test is True else np.arange(len(test.labels)))
     image_shape = (*cfg.image_size, cfg.channels)
     x_test = {True: test.take, "encoded": lambda idx: EncodedImages(test.take, idx, image_shape)}.get(keep_test)
+    if keep_train:
+        train.check(_outside(train_idx, len(train.labels)))
+        test.check(_outside(test_idx, len(test.labels)) if keep_test is True else np.arange(len(test.labels)))
     data = Dataset(
-        x_train=train.take(fit_idx), y_train=train.labels[fit_idx],
-        x_val=train.take(val_idx), y_val=train.labels[val_idx],
+        x_train=train.take(fit_idx) if keep_train else None, y_train=train.labels[fit_idx],
+        x_val=train.take(val_idx) if keep_train else None, y_val=train.labels[val_idx],
         x_test=x_test(test_idx) if x_test else None, y_test=test.labels[test_idx],
         class_names=tuple(classes), source=source, image_shape=image_shape,
+        samples=None if keep_train else _samples(train, fit_idx),
     )
     del train, test, x_test  # their closures hold every encoded image (EncodedImages keeps its own)
     runtime.release_freed_memory()
     return data
+
+
+def _samples(train: _Pool, fit_idx: np.ndarray, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """What `Dataset.sample_images` shows, decoding only those images."""
+    labels = train.labels[fit_idx]
+    picks = [int(np.flatnonzero(labels == label)[0]) for label in np.unique(labels)[:n]]
+    return train.take(fit_idx[picks]), labels[picks]
 
 
 def _subset(cfg: DataConfig, train: np.ndarray, test: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ import pytest
 from conftest import CLASSES, SHARED_CIFAR, make_dataset, write_images
 
 from study.config import DataConfig
+from study import data as data_module
 from study.data import DataError, load_dataset
 from study.training import Batches
 
@@ -247,3 +248,19 @@ def test_shared_cifar10_jpeg_subset():
     assert data.class_names[:3] == ("airplane", "automobile", "bird")
     assert len(data.x_train) == 80 and len(data.x_val) == 20 and len(data.x_test) == 20
     assert np.bincount(data.y_train, minlength=10).tolist() == [8] * 10
+
+
+def test_a_report_that_only_renders_keeps_labels_and_samples_without_decoding_the_training_images(tiny_data,
+                                                                                                  monkeypatch):
+    full = load_dataset(DataConfig(data_dir=str(tiny_data)), keep_test="encoded")
+    decoded = []
+    original = data_module._convert
+    monkeypatch.setattr(data_module, "_convert", lambda im, cfg: decoded.append(1) or original(im, cfg))
+    light = load_dataset(DataConfig(data_dir=str(tiny_data)), keep_test="encoded", keep_train=False)
+    assert light.x_train is None and light.x_val is None and len(decoded) == len(light.sample_images()[1])
+    for a, b in zip(full.sample_images(), light.sample_images()):
+        np.testing.assert_array_equal(a, b)
+    for name in ("y_train", "y_val", "y_test"):
+        np.testing.assert_array_equal(getattr(full, name), getattr(light, name))
+    np.testing.assert_array_equal(np.asarray(full.x_test), np.asarray(light.x_test))
+    assert light.describe() == full.describe()
