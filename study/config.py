@@ -170,6 +170,9 @@ class SearchConfig:
     worker_id: int | None = None  # a worker's KERASTUNER_TUNER_ID is tuner<worker_id>
     tensorboard: str | None = None  # TensorBoard logs of every trial under <tensorboard>/<name>/; None: none
     model: dict[str, str] | None = None  # model_identity(--model); None: the notebook's CNN
+    # Keras's backend (runtime.keras_backend): trials on another backend are other numbers. A config.json
+    # without it was written before study ran on other backends, on TensorFlow.
+    backend: str = "tensorflow"
     data: DataConfig = field(default_factory=DataConfig)
     space: SearchSpace = field(default_factory=SearchSpace)
 
@@ -209,6 +212,10 @@ class SearchConfig:
             host, _, port = self.oracle.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise StudyError(f"--oracle must be HOST:PORT, got {self.oracle!r}")
+        if self.tensorboard and self.backend != "tensorflow":
+            raise StudyError(f"--tensorboard needs Keras's TensorFlow backend, not {self.backend}: Keras's TensorBoard "
+                             "callback writes with tf.summary, and Keras Tuner gives each trial its own log folder and "
+                             "its hyperparameters only on TensorFlow (KERAS_BACKEND=tensorflow)")
         if self.tuner not in TUNERS:
             raise StudyError(f"unknown tuner {self.tuner!r}; choose from {', '.join(TUNERS)}")
         if min(self.data.image_size) < 8:
@@ -252,6 +259,8 @@ class ReportConfig:
     data: DataConfig = field(default_factory=DataConfig)
     data_from: str = "flags"  # "flags", "search <name>" (its config.json) or "default"
     final_fit: bool = False  # also train the recommendation on training + validation images (models/final.keras)
+    backend: str = "tensorflow"  # Keras's backend of the retrainings (runtime.keras_backend)
+    parallel: int = 1  # retrainings side by side, in as many processes (1: one after another)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -6,6 +6,7 @@ import ctypes
 import functools
 import importlib.abc
 import importlib.util
+import json
 import logging
 import os
 import platform
@@ -19,7 +20,7 @@ _M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
 def configure() -> None:
-    """Quiet TensorFlow's C++ start-up logs; keep freed memory from piling up in the allocators.
+    """Quiet TensorFlow's C++ start-up logs; keep freed memory from piling up in the allocators; share a GPU.
 
     TensorFlow's tensors go to its own BFC allocator instead of glibc's malloc, and glibc gets at
     most 2 arenas: freed activations and batch buffers otherwise stay cached across glibc's
@@ -28,6 +29,16 @@ def configure() -> None:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+    # On a GPU, TensorFlow and JAX would each take most of its memory at start-up, and a second process
+    # (the report's retrainings side by side, several workers of a search) could not start. Only GPU
+    # allocators read these: nothing changes on a CPU.
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # JAX compiles the steps of every new model anew, 15-20 s on 2 CPU cores: kept on disk, they are reused by
+    # every model whose steps are the same computation (another learning rate or seed, a resumed trial, the
+    # next command). Only JAX reads it; an empty value turns it off.
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(cache, "study", "jax"))
     if "MALLOC_ARENA_MAX" not in os.environ:  # the user's own setting wins
         _libc_call("mallopt", _M_ARENA_MAX, 2)
 
@@ -162,8 +173,11 @@ def without_notebook_modules(names: tuple[str, ...] = ("IPython", "matplotlib"))
 
     Keras imports both at start-up when they are installed (0.045 GB of a search's memory). Inside
     this block they cannot be imported (Keras falls back as if they were absent); afterwards they
-    can again. Names already imported (a notebook) are left alone.
+    can again. Names already imported (a notebook) are left alone. On the TensorFlow backend JAX is
+    kept out too: TensorFlow imports it when installed, for its converters (0.09 GB for nothing).
     """
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        names = (*names, "jax")
     blocked = [name for name in names if name not in sys.modules]
     for name in blocked:
         sys.modules[name] = None  # "import name" now raises ImportError
@@ -203,9 +217,36 @@ def environment() -> dict[str, object]:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
-        "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        "backend": keras_backend(),
         **versions,
     }
+
+
+def keras_backend() -> str:
+    """The backend Keras uses, or will use once imported: "tensorflow", "jax", "torch"...; imports nothing.
+
+    Keras's own rule (keras/src/backend/config.py): KERAS_BACKEND when set and not empty, else the
+    "backend" of keras.json in KERAS_HOME (~/.keras, or /tmp/.keras when the home folder is not
+    writable), else "tensorflow". Recorded with every search and retraining, so this must not import
+    TensorFlow: on the other backends it may not be installed.
+    """
+    keras = sys.modules.get("keras")
+    config = getattr(keras, "config", None)
+    if config is not None and hasattr(config, "backend"):  # already imported: its answer is final
+        return config.backend()
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    if "KERAS_HOME" in os.environ:
+        folder = os.environ["KERAS_HOME"]
+    else:
+        home = os.path.expanduser("~")
+        folder = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+    try:
+        with open(os.path.expanduser(os.path.join(folder, "keras.json")), encoding="utf-8") as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):  # no file, or not a JSON object: Keras ignores it too
+        backend = None
+    return backend or "tensorflow"
 
 
 def cpu_model() -> str:

@@ -160,7 +160,8 @@ def parse_config(argv: Sequence[str] | None = None) -> SearchConfig:
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
         early_stopping=args.early_stopping or None, initial_points=args.initial_points,
         overwrite=args.overwrite, role=args.role, oracle=args.oracle, worker_id=args.worker_id,
-        tensorboard=args.tensorboard, model=model_identity(args.model), data=data_config(args), space=space,
+        tensorboard=args.tensorboard, model=model_identity(args.model), backend=runtime.keras_backend(),
+        data=data_config(args), space=space,
     )
     cfg.validate()
     return cfg
@@ -192,8 +193,11 @@ def prepare_project(cfg: SearchConfig, log=print) -> bool:
         ) from None
     changed = cfg.differences(old)
     if changed:
+        # Another backend is the one difference the command line does not show: name it, and how to go back.
+        backend = (f" (it ran on {old.backend}, this is {cfg.backend}: KERAS_BACKEND={old.backend} resumes it)"
+                   if "backend" in changed else "")
         raise StudyError(
-            f"{project} was searched with a different {', '.join(changed)}; pass --overwrite to start over "
+            f"{project} was searched with a different {', '.join(changed)}{backend}; pass --overwrite to start over "
             f"or --project-name NEW to keep both"
         )
     return True

@@ -2,17 +2,27 @@
 
 Images stay uint8 in memory and become float32 in [0, 1] one batch at a time; the order of the
 batches depends only on the seed, so runs compared with each other see the same data.
+
+Per Keras backend: on TensorFlow the batches go through a tf.data pipeline (`as_dataset`); on JAX
+and PyTorch Keras reads them as a PyDataset, in the calling thread (benchmarks/README.md, section 5:
+what was measured). Only the TensorFlow path imports TensorFlow, which the other backends may not
+have. On a GPU, `study.devices` adds its levers against per-step overhead; on a CPU nothing changes.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from study import devices
 from study.config import BASELINE
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 class Batches(keras.utils.PyDataset):
@@ -32,10 +42,15 @@ class Batches(keras.utils.PyDataset):
         return math.ceil(len(self.x) / self.batch_size)
 
     def __getitem__(self, i: int):
+        idx = self.indices(i)
+        return self.x[idx].astype(np.float32) / np.float32(255.0), self.y[idx]
+
+    def indices(self, i: int) -> np.ndarray:
+        """The images of batch `i` in the current order."""
         idx = self._order[i * self.batch_size : (i + 1) * self.batch_size]
         if self.shuffle:
             idx = np.sort(idx)  # faster gather; the batch's content is what is random
-        return self.x[idx].astype(np.float32) / np.float32(255.0), self.y[idx]
+        return idx
 
     def on_epoch_end(self) -> None:
         if self.shuffle:
@@ -68,7 +83,63 @@ class Joined:
         return out
 
 
-def as_dataset(batches: Batches, epochs: int = 1) -> tf.data.Dataset:
+# What Batches makes of each pixel value: looked up on a device rather than divided there, because XLA's
+# float32 division on a CPU is not NumPy's correctly rounded one (126 of the 256 values differed).
+_SCALED = np.arange(256, dtype=np.float32) / np.float32(255.0)
+
+
+class DeviceBatches(Batches):
+    """`Batches` whose images live on JAX's default device: copied there once, each batch gathered and scaled there.
+
+    On a GPU this replaces a host gather and a host-to-device copy per step by one small call; the
+    batches are bit for bit those of `Batches` (same order, same float32 values).
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+        import jax
+
+        super().__init__(x, y, batch_size, shuffle=shuffle, seed=seed)
+        self._on_device = jax.device_put(np.asarray(x))
+        self._scaled = jax.device_put(_SCALED)
+
+    def __getitem__(self, i: int):
+        idx = self.indices(i)
+        return _gather_and_scale()(self._on_device, idx, self._scaled), self.y[idx]
+
+
+@functools.lru_cache(maxsize=None)
+def _gather_and_scale():
+    import jax
+
+    return jax.jit(lambda x, idx, scaled: scaled[x[idx]])
+
+
+class Passes(keras.utils.PyDataset):
+    """`batches` as Keras reads a PyDataset, one pass per epoch, in the same order as `as_dataset` gives them.
+
+    Keras calls `on_epoch_begin` and `on_epoch_end` more often than once per epoch (building the model
+    reads a batch inside a begin/end of its own), so the passes are counted from the reads instead:
+    batch 0 asked for after a later batch starts the next pass, reshuffled first. That needs batches
+    read in order, as Keras does with one worker (the default).
+    """
+
+    def __init__(self, batches: Batches):
+        super().__init__()
+        self.batches = batches
+        self._read_past_first = False
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int):
+        if i == 0 and self._read_past_first:
+            self.batches.on_epoch_end()
+            self._read_past_first = False
+        self._read_past_first |= i > 0
+        return self.batches[i]
+
+
+def as_dataset(batches: Batches, epochs: int | None = 1) -> tf.data.Dataset:
     """`batches` for `epochs` passes as a tf.data pipeline: one NumPy call per batch, prefetched.
 
     Why not hand the PyDataset to Keras: Keras wraps it in `tf.data.Dataset.from_generator`, which
@@ -76,17 +147,21 @@ def as_dataset(batches: Batches, epochs: int = 1) -> tf.data.Dataset:
     still made by `Batches.__getitem__` (same order, same scaling, no float copy of the data), and
     `on_epoch_end` is called between passes, so the order is exactly that of `Batches`. The first
     batch is read here, in the calling thread (as Keras does for a PyDataset), for the shapes.
+    `epochs=None`: one pass, which Keras reads again for every epoch (as `Passes`, reshuffled each time).
     """
+    import tensorflow as tf
+
     first_x, first_y = batches[0]
     steps = len(batches)
     epoch = [0]
+    passes = Passes(batches) if epochs is None else None
 
     def get(step):
         e, i = divmod(int(step), steps)
         while epoch[0] < e:  # the pipeline reads ahead into the next pass: reshuffle first
             batches.on_epoch_end()
             epoch[0] += 1
-        x, y = batches[i]
+        x, y = batches[i] if passes is None else passes[i]
         return x, y.astype(first_y.dtype, copy=False)
 
     def load(step):
@@ -100,7 +175,7 @@ def as_dataset(batches: Batches, epochs: int = 1) -> tf.data.Dataset:
     # end of some fits take 3.3 s (benchmarks/README.md): off.
     options = tf.data.Options()
     options.autotune.enabled = False
-    return tf.data.Dataset.range(steps * epochs).map(load).prefetch(2).with_options(options)
+    return tf.data.Dataset.range(steps * (epochs or 1)).map(load).prefetch(2).with_options(options)
 
 
 def fit(
@@ -117,15 +192,26 @@ def fit(
     verbose: int | str = 2,
 ) -> keras.callbacks.History:
     """Train on uint8 images; the data order depends only on `seed`, so runs can be compared fairly."""
+    steps = _set_steps_per_execution(model)
+    if keras.config.backend() != "tensorflow":
+        kind = DeviceBatches if devices.data_on_device() else Batches
+        val = None if validation_data is None else Passes(kind(*validation_data, batch_size=batch_size))
+        return model.fit(
+            Passes(kind(x, y, batch_size, shuffle=True, seed=seed)),
+            shuffle=False,  # Batches shuffles (Keras would shuffle the order of the batches)
+            validation_data=val, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+        )
     val = None
     if validation_data is not None:
         val = as_dataset(Batches(*validation_data, batch_size=batch_size))
     train = Batches(x, y, batch_size, shuffle=True, seed=seed)
-    # One pipeline for all epochs; steps_per_epoch makes Keras keep its iterator between epochs.
+    # One pipeline for all epochs; steps_per_epoch makes Keras keep its iterator between epochs. Several
+    # steps per execution would read past an epoch's end (Keras runs whole executions): one pass per epoch.
+    several = steps > 1
     with _releasing_graphs():
         return model.fit(
-            as_dataset(train, epochs=max(1, epochs - initial_epoch)),
-            steps_per_epoch=len(train),
+            as_dataset(train, epochs=None if several else max(1, epochs - initial_epoch)),
+            steps_per_epoch=None if several else len(train),
             shuffle=False,  # Batches shuffles; Keras cannot shuffle a tf.data pipeline anyway
             validation_data=val,
             epochs=epochs,
@@ -133,6 +219,15 @@ def fit(
             callbacks=callbacks,
             verbose=verbose,
         )
+
+
+def _set_steps_per_execution(model: keras.Model) -> int:
+    """`devices.steps_per_execution()` on the compiled `model` (1, Keras's default, on a CPU); returns it."""
+    steps = devices.steps_per_execution()
+    if model.steps_per_execution != steps:
+        model.steps_per_execution = steps
+        model.train_function = model.test_function = model.predict_function = None  # traced for the old value
+    return steps
 
 
 @contextlib.contextmanager
@@ -163,4 +258,7 @@ def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = BASELINE.
     In batches of the training size: 256 made the activations of each batch 4x larger, 0.06 GB more
     at the report's peak (as for the validation batches of a search; benchmarks/README.md).
     """
-    return model.predict(as_dataset(Batches(x, np.zeros(len(x), np.int32), batch_size)), verbose=0)
+    batches = Batches(x, np.zeros(len(x), np.int32), batch_size)
+    if keras.config.backend() != "tensorflow":
+        return model.predict(Passes(batches), verbose=0)
+    return model.predict(as_dataset(batches), verbose=0)

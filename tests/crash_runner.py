@@ -1,7 +1,9 @@
 """Runs `study.search.main` (or `study.report.main`) and SIGKILLs itself at a chosen moment, for the crash tests.
 
-Usage: python tests/crash_runner.py POINT -- SEARCH_ARGS...
-       python tests/crash_runner.py POINT -- report REPORT_ARGS...
+Usage: python tests/crash_runner.py [--no-tensorflow] POINT -- SEARCH_ARGS...
+       python tests/crash_runner.py [--no-tensorflow] POINT -- report REPORT_ARGS...
+--no-tensorflow makes `import tensorflow` fail in this process, as where TensorFlow is not installed
+(with KERAS_BACKEND=jax or torch: on TensorFlow's own backend Keras itself cannot start then).
 POINT is one of
   batch:N                  while training, at the N-th batch this process draws (mid-trial)
   trial-begin:N            as the N-th trial of this process starts (between trials)
@@ -85,7 +87,11 @@ def _arm(point: str) -> None:
 
 
 if __name__ == "__main__":
-    point, sep, *argv = sys.argv[1:]
+    args = sys.argv[1:]
+    if args[0] == "--no-tensorflow":
+        sys.modules["tensorflow"] = None  # every `import tensorflow...` now raises ImportError
+        args = args[1:]
+    point, sep, *argv = args
     assert sep == "--"
     if point != "none":
         _arm(point)
