@@ -108,7 +108,8 @@ def data_section(data, out: Writer) -> str:
 
 
 def baseline_section(first: Run, summary: dict[str, Any], data, cfg: ReportConfig, out: Writer) -> str:
-    """The notebook's model in detail: curves, test accuracy, per-class report, confusion matrix, examples."""
+    """The baseline in detail: curves, test accuracy, per-class report, confusion matrix, examples."""
+    whose = "The notebook's model and recipe" if cfg.model is None else f"`{cfg.model['spec']}` at its defaults"
     names = list(data.class_names)
     report, matrix = stats.classification(data.y_test, first.y_pred, names)
     per_class = pd.DataFrame([{"class": k, **v} for k, v in report.items() if isinstance(v, dict)])
@@ -121,7 +122,7 @@ def baseline_section(first: Run, summary: dict[str, Any], data, cfg: ReportConfi
     grid = plots.prediction_grid(data.x_test, data.y_test, first.y_pred, names, seed=cfg.seed)
     return "\n\n".join([
         "## Baseline",
-        f"The notebook's model and recipe: {hp_text(first.hyperparameters)}.",
+        f"{whose}: {hp_text(first.hyperparameters)}.",
         out.figure(curves, "baseline_curves", "baseline loss and accuracy"),
         f"**Test accuracy {acc_text(summary)}** (95% interval {interval_text(summary)}), "
         f"test loss {summary['test_loss']:.4f}.",

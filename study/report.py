@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from study import results, runtime, stats
+from study import devices, parallel, results, runtime, stats
 from study.config import BASELINE, OPTIMIZER_COMPARISON, DataConfig, ReportConfig, StudyError, model_identity
 from study.records import MODELS_FOLDER, RUNS_FOLDER, Run, RunStore, Search, find_searches
 from study.search import Parser, add_data_arguments
@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--subset (search cheaply, report at full budget)")
     p.add_argument("--model", metavar="MODULE:FUNCTION", help="the model function the searches studied "
                    "(default: the one recorded by the searches, else the notebook's CNN)")
+    p.add_argument("--parallel", type=int, metavar="K", help="retrain K configurations or seeds side by side, in K "
+                   f"processes (default: {devices.GPU_SIDE_BY_SIDE} on a GPU, 1 on a CPU; the same numbers either way)")
     p.add_argument("--final-fit", action="store_true", help="also train the recommended configuration once on the "
                    "training and validation images together, saved as <output>/models/final.keras")
     add_data_arguments(p)
@@ -71,7 +73,7 @@ def load_searches(directory: str | None) -> list[Search]:
 
 def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[ReportConfig, list[str]]:
     """The report's configuration and warnings (searches run on different data)."""
-    for name in ("epochs", "seeds", "batch_size", "subset"):
+    for name in ("epochs", "seeds", "batch_size", "subset", "parallel"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise StudyError(f"--{name.replace('_', '-')} must be > 0, got {value}")
@@ -94,8 +96,12 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
     cfg = ReportConfig(
         directory=args.directory or DEFAULT_DIRECTORY, output=args.output, epochs=args.epochs, seeds=args.seeds,
         model=model, seed=seed, batch_size=args.batch_size, data=data, data_from=data_from,
-        final_fit=args.final_fit,
+        final_fit=args.final_fit, backend=runtime.keras_backend(), parallel=args.parallel,
     )
+    elsewhere = sorted({s.name for s in searches if s.config.backend != cfg.backend})
+    if elsewhere:
+        warnings.append(f"{', '.join(elsewhere)} searched on another Keras backend than this report's {cfg.backend}: "
+                        "their validation accuracies and the retrainings below are computed differently")
     return cfg, warnings
 
 
@@ -222,7 +228,7 @@ def retrain(data, hyperparameters: dict[str, Any], seed: int, cfg: ReportConfig,
         hyperparameters=dict(hyperparameters), seed=seed,
         history={k: [float(v) for v in vals] for k, vals in history.history.items()}, seconds=seconds,
         test_accuracy=float(np.mean(y_pred == data.y_test)), test_loss=float(-np.mean(np.log(picked))),
-        y_pred=y_pred, initial_weights=digest, settings=cfg.settings(_backend()),
+        y_pred=y_pred, initial_weights=digest, settings=cfg.settings(cfg.backend),
         environment=runtime.environment(), ended_at=time.time(),
     )
 
@@ -237,16 +243,61 @@ def _save_weights(model, path: Path) -> None:
 
 def train_missing(data, store: RunStore, todo: list[tuple[dict[str, Any], int]], cfg: ReportConfig,
                   model: ModelFunction | None = None, log=print, verbose: int | str = 2) -> None:
-    """Train every job in `todo` and save each run as soon as it ends."""
-    started = time.monotonic()
-    for i, (hp, seed) in enumerate(todo, 1):
+    """Train every job in `todo` and save each run as soon as it ends; side by side on a GPU (`--parallel`)."""
+    started, n, done = time.monotonic(), len(todo), [0]
+    workers = devices.side_by_side(cfg.parallel, n)
+
+    def starting(i: int, job: tuple[dict[str, Any], int]) -> None:
+        hp, seed = job
         values = ", ".join(f"{k}={v}" for k, v in hp.items())
-        log(f"[{i}/{len(todo)}] retraining seed {seed}, {cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}: {values}")
+        log(f"[{i}/{n}] retraining seed {seed}, {cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}: {values}")
+
+    def saved(i: int, job: tuple[dict[str, Any], int], result: tuple[str, float, float]) -> None:
+        path, accuracy, seconds = result
+        done[0] += 1
+        # Per job as it ran, `workers` at a time: the first jobs side by side end together, so time per
+        # completion would count them k times over.
+        left = (time.monotonic() - started) * min(workers, done[0]) / done[0] * (n - done[0]) / workers
+        log(f"    {f'[{i}/{n}] ' if workers > 1 else ''}test accuracy {accuracy:.4f} in {seconds:.0f}s, saved as "
+            f"{path}" + (f"; about {left / 60:.0f} min left" if left else ""))
+
+    if workers > 1:
+        log(f"retraining {workers} at a time, side by side (--parallel)")
+        # Every worker gets the data whole, the test images decoded: an encoded copy cannot be sent.
+        shared = dataclasses.replace(data, x_test=np.asarray(data.x_test))
+        initializer, task = _side_by_side()
+        parallel.run_side_by_side(task, todo, workers, initializer=initializer,
+                                  initargs=(shared, cfg, store.folder, store.settings),
+                                  started=starting, finished=saved)
+        return
+    for i, (hp, seed) in enumerate(todo, 1):
+        starting(i, (hp, seed))
         run = retrain(data, hp, seed, cfg, model=model, weights=store.weights_path(hp, seed), verbose=verbose)
-        path = store.save(run)
-        left = (time.monotonic() - started) / i * (len(todo) - i)
-        log(f"    test accuracy {run.test_accuracy:.4f} in {run.seconds:.0f}s, saved as {path}"
-            + (f"; about {left / 60:.0f} min left" if left else ""))
+        saved(i, (hp, seed), (store.save(run), run.test_accuracy, run.seconds))
+
+
+def _side_by_side():
+    """(initializer, task) for the worker processes, named by this module's own name: `study.report` also when
+    it runs as `__main__` (python -m), since a spawned worker finds them by that name."""
+    from study import report
+
+    return report._start_retraining_worker, report._retrain_in_worker
+
+
+_WORKER: dict[str, Any] = {}  # what a worker process of the side-by-side retrainings holds
+
+
+def _start_retraining_worker(data, cfg: ReportConfig, folder: Path, settings: dict[str, Any]) -> None:
+    _WORKER.update(data=data, cfg=cfg, store=RunStore(folder, settings),
+                   model=_load_model(cfg) if cfg.model is not None else None)
+
+
+def _retrain_in_worker(hyperparameters: dict[str, Any], seed: int) -> tuple[str, float, float]:
+    """One retraining, as `train_missing` does it in its own process; saved here: (path, test accuracy, seconds)."""
+    data, cfg, store = _WORKER["data"], _WORKER["cfg"], _WORKER["store"]
+    run = retrain(data, hyperparameters, seed, cfg, model=_WORKER["model"],
+                  weights=store.weights_path(hyperparameters, seed), verbose=0)
+    return str(store.save(run)), run.test_accuracy, run.seconds
 
 
 def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=print, verbose: int | str = 2,
@@ -255,38 +306,59 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
     from study.data import load_dataset
 
     started = time.monotonic()
-    # Before anything is written: bad data leaves no trace. The test images stay encoded until each
-    # evaluation: 0.03 GB less while training (README, memory).
-    data = load_dataset(cfg.data, keep_test="encoded")
+    # Labels, samples and the test images kept encoded: what planning and rendering need. The training
+    # images are decoded only when something is left to train, so rendering alone takes seconds.
+    data = load_dataset(cfg.data, keep_test="encoded", keep_train=False)
     log(data.describe())
     for w in warnings:
         log(f"warning: {w}")
     output = Path(cfg.output)
-    store = RunStore(output / RUNS_FOLDER, cfg.settings(_backend()))
+    store = RunStore(output / RUNS_FOLDER, cfg.settings(cfg.backend))
     # The notebook's CNN needs no TensorFlow to be planned: rendering alone then imports none.
     model = _load_model(cfg) if cfg.model is not None else None
     arms = plan(searches, _baseline(model, data))
     todo = [(hp, seed) for hp, seed in jobs(arms, cfg) if store.load(hp, seed, len(data.y_test)) is None]
     _say_what_is_saved(store, jobs(arms, cfg), todo, log)
-    if todo:
-        model = model or _load_model(cfg)
-        train_missing(data, store, todo, cfg, model=model, log=log, verbose=verbose)
+    if todo or cfg.final_fit:
+        data = None  # its encoded test images are not held twice while training
+        data, model = _train(cfg, store, todo, arms, model, log, verbose)
     runs = {name: [store.load(hp, s) for s in range(cfg.seed, cfg.seed + cfg.seeds)] for name, hp in arms.items()}
     analysis = stats.analyse(runs, data.y_test)
-    if cfg.final_fit:
-        model = model or _load_model(cfg)
-        final_fit(data, store, runs[analysis.recommended][0].hyperparameters, cfg, model, log, verbose)
-    # What rendering needs of the data is small: 0.15 GB less at the report's peak on CIFAR-10.
-    data = data.without_training_images()
-    runtime.release_freed_memory()
     models = models_to_export(runs, analysis, store, cfg)
-    if models and model is None:
+    if models and model is None and cfg.model is not None:
         model = _load_model(cfg)
     invocation = {"command": command, "seconds": time.monotonic() - started}
     _write(output, cfg, data, searches, runs, analysis, warnings, invocation,
-           lambda folder: export_models(folder, models, model, data.input_shape, data.num_classes))
+           lambda folder: export_models(folder, models, model, data.input_shape, data.num_classes,
+                                        previous=output / MODELS_FOLDER))
     log(f"report: {output / 'report.md'}")
     return output
+
+
+def _train(cfg: ReportConfig, store: RunStore, todo: list, arms: dict[str, dict[str, Any]],
+           model: ModelFunction | None, log, verbose: int | str) -> tuple[Any, ModelFunction]:
+    """Load every image, retrain `todo` (and the final fit); returns the data without its training images."""
+    from study.data import load_dataset
+
+    # Before any retraining is saved: bad data leaves no trace. The test images stay encoded until each
+    # evaluation: 0.03 GB less while training (README, memory). Decoded before TensorFlow is imported,
+    # whose allocations then reuse what decoding freed.
+    data = load_dataset(cfg.data, keep_test="encoded")
+    model = model or _load_model(cfg)
+    if todo:
+        train_missing(data, store, todo, cfg, model=model, log=log, verbose=verbose)
+    if cfg.final_fit:
+        runs = {name: [store.load(hp, s) for s in range(cfg.seed, cfg.seed + cfg.seeds)] for name, hp in arms.items()}
+        hyperparameters = runs[stats.analyse(runs, data.y_test).recommended][0].hyperparameters
+        final_fit(data, store, hyperparameters, cfg, model, log, verbose)
+    # The last model's graphs and input pipeline hold the training images: gone with the session. What
+    # rendering needs of the data is small: 0.15 GB less at the report's peak on CIFAR-10.
+    import keras
+
+    keras.backend.clear_session()
+    data = data.without_training_images()
+    runtime.release_freed_memory()
+    return data, model
 
 
 def _load_model(cfg: ReportConfig) -> ModelFunction:
@@ -301,11 +373,6 @@ def _baseline(model: ModelFunction | None, data) -> dict[str, Any]:
     from study import model as model_lib
 
     return model_lib.default_hyperparameters(model, data.input_shape, data.num_classes)
-
-
-def _backend() -> str:
-    """Keras's backend without importing Keras (what keras.backend.backend() will say)."""
-    return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
 def _say_what_is_saved(store: RunStore, all_jobs: list, todo: list, log) -> None:
@@ -385,28 +452,59 @@ def models_to_export(runs: dict[str, list[Run]], analysis, store: RunStore, cfg:
     return found
 
 
+SOURCES = "sources.json"  # in the models folder: the weights file (path, size, time) each model file was made from
+
+
 def export_models(folder: Path, models: list[dict[str, Any]], model: ModelFunction | None,
-                  input_shape: tuple[int, ...], num_classes: int) -> list[dict[str, Any]]:
+                  input_shape: tuple[int, ...], num_classes: int, previous: Path | None = None) -> list[dict[str, Any]]:
     """Write each model as a `.keras` file that takes uint8 images as the data loader gives them.
 
     The scaling to [0, 1] is the saved model's first layer, dividing by 255 exactly as training did.
+    A file that `previous` (the last report's models folder) already made from the same weights is
+    copied, not rebuilt: a report that only renders imports no TensorFlow.
     """
     if not models:
         return []
+    folder.mkdir(parents=True)
+    made = _read_sources(previous)
+    sources = {}
+    for entry in models:
+        sources[entry["file"]] = _source(entry["weights"])
+        if previous is not None and made.get(entry["file"]) == sources[entry["file"]]:
+            shutil.copy2(previous / entry["file"], folder / entry["file"])
+        else:
+            _export_model(folder / entry["file"], entry, model, input_shape, num_classes)
+    (folder / SOURCES).write_text(json.dumps(sources, indent=1))
+    return [{k: v for k, v in e.items() if k != "weights"} for e in models]
+
+
+def _source(weights: Path) -> dict[str, Any]:
+    stat = weights.stat()
+    return {"weights": str(weights.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _read_sources(previous: Path | None) -> dict[str, Any]:
+    """What the last report's model files were made from; {} when unknown (no file, or unreadable: rebuilt)."""
+    try:
+        made = json.loads((previous / SOURCES).read_text())
+    except (TypeError, OSError, ValueError):
+        return {}
+    return {name: src for name, src in made.items() if (previous / name).is_file()} if isinstance(made, dict) else {}
+
+
+def _export_model(path: Path, entry: dict[str, Any], model: ModelFunction | None, input_shape: tuple[int, ...],
+                  num_classes: int) -> None:
     import keras
 
-    folder.mkdir(parents=True)
-    for entry in models:
-        trained = initial_model(input_shape, num_classes, entry["hyperparameters"], entry["seed"], model)
-        with pywarnings.catch_warnings():  # the weights' optimizer state: not part of the model file
-            pywarnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            trained.load_weights(entry["weights"])
-        inputs = keras.Input(shape=input_shape, dtype="uint8", name="images")
-        # Normalization with mean 0 and variance 255**2 divides by 255.0, as study.training.Batches does;
-        # Rescaling(1/255) would multiply, off by one float32 rounding for some pixels.
-        scaled = keras.layers.Normalization(mean=0.0, variance=255.0**2, name="scale_to_0_1")(inputs)
-        keras.Model(inputs, trained(scaled), name="study_model").save(folder / entry["file"])
-    return [{k: v for k, v in e.items() if k != "weights"} for e in models]
+    trained = initial_model(input_shape, num_classes, entry["hyperparameters"], entry["seed"], model)
+    with pywarnings.catch_warnings():  # the weights' optimizer state: not part of the model file
+        pywarnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        trained.load_weights(entry["weights"])
+    inputs = keras.Input(shape=input_shape, dtype="uint8", name="images")
+    # Normalization with mean 0 and variance 255**2 divides by 255.0, as study.training.Batches does;
+    # Rescaling(1/255) would multiply, off by one float32 rounding for some pixels.
+    scaled = keras.layers.Normalization(mean=0.0, variance=255.0**2, name="scale_to_0_1")(inputs)
+    keras.Model(inputs, trained(scaled), name="study_model").save(path)
 
 
 def _swap(new: Path, output: Path) -> None:

@@ -150,3 +150,51 @@ def test_a_configuration_shared_by_two_arms_is_trained_once(tiny_data, tmp_path,
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["arms"]["grid best"]["hyperparameters"] == metrics["arms"]["baseline"]["hyperparameters"]
     assert next(r for r in metrics["comparison"] if r["name"] == "grid best")["test"] == "same configuration"
+
+
+def test_rendering_alone_decodes_no_training_image(tiny_data, tmp_path, monkeypatch):
+    """Nothing left to train: the report plans and renders from labels, samples and the encoded test images."""
+    from study import data as data_lib
+
+    monkeypatch.setattr(report, "retrain", _crafted_retrain({(o, 1): 0.5 for o in ("adam", "sgd", "rmsprop")}))
+    loads, load = [], data_lib.load_dataset
+
+    def recording(cfg, **kwargs):
+        loads.append(kwargs.get("keep_train", True))
+        return load(cfg, **kwargs)
+
+    monkeypatch.setattr(data_lib, "load_dataset", recording)
+    assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "1")) == 0
+    assert loads == [False, True]  # planned on labels, then every image for training
+    first = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    loads.clear()
+    assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "1")) == 0
+    assert loads == [False]
+    again = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert [again[k] for k in ("comparison", "recommendation", "arms")] == [
+        first[k] for k in ("comparison", "recommendation", "arms")]
+
+
+def test_a_rerun_that_only_renders_copies_the_model_files_and_imports_no_tensorflow(tiny_data, tmp_path):
+    argv = _argv(tiny_data, tmp_path, "out", "--seeds", "1")
+    assert report.main(argv) == 0
+    models = tmp_path / "out" / "models"
+    before = {p.name: p.read_bytes() for p in models.glob("*.keras")}
+    assert "baseline-seed1.keras" in before
+    script = ("import json, sys\nfrom study import report\n"
+              f"code = report.main({argv!r})\n"
+              "print(json.dumps([code, sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))]))")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+
+    def render_only() -> list:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert render_only() == [0, []]
+    assert {p.name: p.read_bytes() for p in models.glob("*.keras")} == before
+    # Weights written again (a run retrained elsewhere, copied in): its model file is made anew from them.
+    for weights in (tmp_path / "out" / "runs").glob("*.weights.h5"):
+        os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    code, imported = render_only()
+    assert code == 0 and "keras" in imported
