@@ -121,6 +121,8 @@ def test_dropout_flags_are_the_notebook_cnns_and_module_form_works(tiny_data, ti
     assert "no module named no_such_module_here" in capsys.readouterr().err
 
 
+# The run's weights file holds its optimizer's state too, which a fresh model does not need.
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_model_files_reproduce_the_reports_predictions_in_a_fresh_process(tiny_data, tmp_path):
     out = tmp_path / "reports"
     (tmp_path / "none").mkdir()
