@@ -189,6 +189,11 @@ def jobs(arms: dict[str, dict[str, Any]], cfg: ReportConfig) -> list[tuple[dict[
     return out
 
 
+def saved_runs(store: RunStore, arms: dict[str, dict[str, Any]], cfg: ReportConfig) -> dict[str, list[Run]]:
+    """Each arm's saved run of every seed, in seed order."""
+    return {name: [store.load(hp, s) for s in range(cfg.seed, cfg.seed + cfg.seeds)] for name, hp in arms.items()}
+
+
 # --- training --------------------------------------------------------------------------------------
 
 def initial_model(input_shape: tuple[int, ...], num_classes: int, hyperparameters: dict[str, Any], seed: int,
@@ -317,16 +322,15 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
     # The notebook's CNN needs no TensorFlow to be planned: rendering alone then imports none.
     model = _load_model(cfg) if cfg.model is not None else None
     arms = plan(searches, _baseline(model, data))
-    todo = [(hp, seed) for hp, seed in jobs(arms, cfg) if store.load(hp, seed, len(data.y_test)) is None]
-    _say_what_is_saved(store, jobs(arms, cfg), todo, log)
+    all_jobs = jobs(arms, cfg)
+    todo = [(hp, seed) for hp, seed in all_jobs if store.load(hp, seed, len(data.y_test)) is None]
+    _say_what_is_saved(store, all_jobs, todo, log)
     if todo or cfg.final_fit:
         data = None  # its encoded test images are not held twice while training
         data, model = _train(cfg, store, todo, arms, model, log, verbose)
-    runs = {name: [store.load(hp, s) for s in range(cfg.seed, cfg.seed + cfg.seeds)] for name, hp in arms.items()}
+    runs = saved_runs(store, arms, cfg)
     analysis = stats.analyse(runs, data.y_test)
     models = models_to_export(runs, analysis, store, cfg)
-    if models and model is None and cfg.model is not None:
-        model = _load_model(cfg)
     invocation = {"command": command, "seconds": time.monotonic() - started}
     _write(output, cfg, data, searches, runs, analysis, warnings, invocation,
            lambda folder: export_models(folder, models, model, data.input_shape, data.num_classes,
@@ -348,7 +352,7 @@ def _train(cfg: ReportConfig, store: RunStore, todo: list, arms: dict[str, dict[
     if todo:
         train_missing(data, store, todo, cfg, model=model, log=log, verbose=verbose)
     if cfg.final_fit:
-        runs = {name: [store.load(hp, s) for s in range(cfg.seed, cfg.seed + cfg.seeds)] for name, hp in arms.items()}
+        runs = saved_runs(store, arms, cfg)
         hyperparameters = runs[stats.analyse(runs, data.y_test).recommended][0].hyperparameters
         final_fit(data, store, hyperparameters, cfg, model, log, verbose)
     # The last model's graphs and input pipeline hold the training images: gone with the session. What
@@ -470,7 +474,7 @@ def export_models(folder: Path, models: list[dict[str, Any]], model: ModelFuncti
     sources = {}
     for entry in models:
         sources[entry["file"]] = _source(entry["weights"])
-        if previous is not None and made.get(entry["file"]) == sources[entry["file"]]:
+        if made.get(entry["file"]) == sources[entry["file"]]:
             shutil.copy2(previous / entry["file"], folder / entry["file"])
         else:
             _export_model(folder / entry["file"], entry, model, input_shape, num_classes)
