@@ -169,6 +169,7 @@ class RunStore:
     def other_settings(self, jobs: list[tuple[dict[str, Any], int]]) -> dict[str, int]:
         """{setting: saved runs} of saved runs of these jobs (same hyperparameters and seed) with other settings."""
         wanted = {json.dumps([hp, seed], sort_keys=True) for hp, seed in jobs}
+        ours = json.loads(json.dumps(self.settings))  # as a saved run holds them: tuples read back as lists
         differing: dict[str, int] = {}
         for path in sorted(self.folder.glob("seed*-*.json")):
             try:
@@ -177,9 +178,9 @@ class RunStore:
                 continue
             same_job = json.dumps([saved.get("hyperparameters"), saved.get("seed")], sort_keys=True) in wanted
             theirs = saved.get("settings", {})
-            if same_job and theirs != self.settings:
-                for name in sorted(set(theirs) | set(self.settings)):
-                    if theirs.get(name) != self.settings.get(name):
+            if same_job and theirs != ours:
+                for name in sorted(set(theirs) | set(ours)):
+                    if theirs.get(name) != ours.get(name):
                         differing[name] = differing.get(name, 0) + 1
         return differing
 

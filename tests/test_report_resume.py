@@ -64,8 +64,10 @@ def test_more_seeds_later_train_only_the_new_seeds_and_other_settings_are_not_re
     assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "1")) == 0
     assert len(_trained(capsys.readouterr().out)) == 3
     assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "2")) == 0
-    trained = _trained(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    trained = _trained(out)
     assert len(trained) == 3 and all("seed 2," in line for line in trained)
+    assert "not reused" not in out  # the seed-1 runs have these very settings (read back from JSON)
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["arms"]["baseline"]["seeds"] == [1, 2] and metrics["comparison"][1]["test"] == "paired t"
 
