@@ -200,3 +200,40 @@ def test_a_rerun_that_only_renders_copies_the_model_files_and_imports_no_tensorf
         os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
     code, imported = render_only()
     assert code == 0 and "keras" in imported
+
+
+def test_arms_that_did_not_start_from_the_baselines_initial_weights_are_named(tiny_data, tmp_path, monkeypatch):
+    crafted = _crafted_retrain({(o, s): 0.5 for o in ("adam", "sgd", "rmsprop") for s in (1, 2)})
+
+    def retrain(data, hyperparameters, seed, cfg, **kwargs):
+        run = crafted(data, hyperparameters, seed, cfg, **kwargs)
+        if hyperparameters["optimizer"] == "sgd" and seed == 2:
+            run.initial_weights = "other"
+        return run
+
+    monkeypatch.setattr(report, "retrain", retrain)
+    assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "2")) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "**Initial weights differ** from the baseline's of the same seed for sgd:" in text
+    assert "(initial weights DIFFER)" in text
+
+    monkeypatch.setattr(report, "retrain", crafted)
+    assert report.main(_argv(tiny_data, tmp_path, "same", "--seeds", "2")) == 0
+    text = (tmp_path / "same" / "report.md").read_text()
+    assert "Initial weights differ" not in text and "from identical initial weights" in text
+
+
+def test_a_dropout_rate_of_0_changes_the_initial_weights_of_the_notebook_cnn():
+    """Why the report names such arms: Keras draws a seed only for a Dropout layer with a rate above 0."""
+    hp = {"optimizer": "adam", "learning_rate": 1e-3, "dropout_1": 0.2, "dropout_2": 0.3, "dropout_3": 0.4}
+    weights = [report.initial_model((32, 32, 3), 3, dict(hp, dropout_3=rate), 1).get_weights() for rate in (0.4, 0.1, 0.0)]
+    assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))
+    assert not all(np.array_equal(a, b) for a, b in zip(weights[0], weights[2]))
+
+
+def test_the_notebook_table_starts_on_a_line_of_its_own():
+    from study import render
+
+    row = {"optimizer": "adam", "final_val_accuracy": 0.7, "test_accuracy": 0.7, "test_accuracy_std": float("nan")}
+    lines = render.notebook_text([row]).splitlines()
+    assert lines[0] == "**Against the notebook.**" and lines[1] == "" and lines[2].startswith("|")
