@@ -306,11 +306,11 @@ def _initial_weights_text(runs: Runs) -> str:
     differing = differing_initial_weights(runs)
     if not differing:
         return ""
-    zero = [name for name in differing
-            if any(v == 0 for k, v in runs[name][0].hyperparameters.items() if k.startswith("dropout"))]
-    why = (" Keras draws a random seed for each Dropout layer whose rate is above 0, so a rate of 0 shifts the "
+    zero = any(v == 0 for name in differing
+               for k, v in runs[name][0].hyperparameters.items() if k.startswith("dropout"))
+    why = (": Keras draws a random seed for each Dropout layer whose rate is above 0, so a rate of 0 shifts the "
            "draws of the layers built after it" if zero else "")
-    return (f" **Initial weights differ** from the baseline's of the same seed for {', '.join(differing)}:{why}. "
+    return (f" **Initial weights differ** from the baseline's of the same seed for {', '.join(differing)}{why}. "
             "Those pairs still share the data order; their differences also carry the effect of other initial "
             "weights, so pairing removes less of the seed-to-seed noise for them.")
 
