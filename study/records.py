@@ -135,7 +135,8 @@ class RunStore:
     """Saved runs in one folder, one JSON file each, written atomically as soon as a run ends."""
 
     def __init__(self, folder: Path, settings: dict[str, Any]):
-        self.folder, self.settings = Path(folder), settings
+        # As a saved run holds them (tuples read back as lists), so that the two compare equal.
+        self.folder, self.settings = Path(folder), json.loads(json.dumps(settings))
 
     def path(self, hyperparameters: dict[str, Any], seed: int) -> Path:
         return self.folder / f"seed{seed}-{run_key(hyperparameters, seed, self.settings)}.json"
@@ -169,7 +170,6 @@ class RunStore:
     def other_settings(self, jobs: list[tuple[dict[str, Any], int]]) -> dict[str, int]:
         """{setting: saved runs} of saved runs of these jobs (same hyperparameters and seed) with other settings."""
         wanted = {json.dumps([hp, seed], sort_keys=True) for hp, seed in jobs}
-        ours = json.loads(json.dumps(self.settings))  # as a saved run holds them: tuples read back as lists
         differing: dict[str, int] = {}
         for path in sorted(self.folder.glob("seed*-*.json")):
             try:
@@ -178,9 +178,9 @@ class RunStore:
                 continue
             same_job = json.dumps([saved.get("hyperparameters"), saved.get("seed")], sort_keys=True) in wanted
             theirs = saved.get("settings", {})
-            if same_job and theirs != ours:
-                for name in sorted(set(theirs) | set(ours)):
-                    if theirs.get(name) != ours.get(name):
+            if same_job and theirs != self.settings:
+                for name in sorted(set(theirs) | set(self.settings)):
+                    if theirs.get(name) != self.settings.get(name):
                         differing[name] = differing.get(name, 0) + 1
         return differing
 
