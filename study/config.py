@@ -15,6 +15,11 @@ from typing import Any
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 TUNERS = ("grid", "bayesian", "hyperband")
+AUGMENTATIONS = ("none", "flip", "flip_translate")  # study.augment: what each does to the training images
+SCHEDULES = ("constant", "cosine")  # study.recipe: the learning rate over a run's epochs
+# Hyperparameter names the training path applies, for every model (study.recipe): a search varies them with
+# --batch-sizes etc. for the notebook's CNN, or a --model function declares them with hp.Choice.
+TRAINING_HYPERPARAMETERS = ("batch_size", "augmentation", "schedule", "weight_decay", "label_smoothing")
 
 
 class StudyError(ValueError):
@@ -32,10 +37,19 @@ class Baseline:
     dropout_3: float = 0.4  # after Dense128
     epochs: int = 15
     batch_size: int = 64
+    augmentation: str = "none"  # the notebook trains on the images as they are
+    schedule: str = "constant"  # and at one learning rate throughout
+    weight_decay: float = 0.0  # decoupled (Keras optimizers' weight_decay); 0: none
+    label_smoothing: float = 0.0
     val_fraction: float = 0.2  # train_test_split(test_size=0.2, random_state=42)
     split_seed: int = 42
 
     def hyperparameters(self) -> dict[str, Any]:
+        """The model's and optimizer's hyperparameters: what a search varies by default and a run records.
+
+        The training hyperparameters (`training()`) are left out: a run that does not name them trains with
+        these defaults, and the runs saved before they existed keep their keys.
+        """
         return {
             "optimizer": self.optimizer,
             "learning_rate": self.learning_rate,
@@ -43,6 +57,10 @@ class Baseline:
             "dropout_2": self.dropout_2,
             "dropout_3": self.dropout_3,
         }
+
+    def training(self) -> dict[str, Any]:
+        """The notebook's value of each of TRAINING_HYPERPARAMETERS."""
+        return {name: getattr(self, name) for name in TRAINING_HYPERPARAMETERS}
 
 
 BASELINE = Baseline()
@@ -112,15 +130,29 @@ class SearchSpace:
     dropout_1: tuple[float, ...] = (BASELINE.dropout_1,)
     dropout_2: tuple[float, ...] = (BASELINE.dropout_2,)
     dropout_3: tuple[float, ...] = (BASELINE.dropout_3,)
+    # The training hyperparameters: empty, the notebook's value and no hyperparameter at all (so a search
+    # without these flags has the space, trials and numbers it had before they existed).
+    batch_sizes: tuple[int, ...] = ()
+    augmentations: tuple[str, ...] = ()
+    schedules: tuple[str, ...] = ()
+    weight_decays: tuple[float, ...] = ()
+    label_smoothings: tuple[float, ...] = ()
 
     def values(self) -> dict[str, tuple]:
-        return {
+        """{hyperparameter: its choices}, in the order they are declared; training ones only when searched."""
+        values = {
             "optimizer": self.optimizers,
             "learning_rate": self.learning_rates,
             "dropout_1": self.dropout_1,
             "dropout_2": self.dropout_2,
             "dropout_3": self.dropout_3,
         }
+        return {**values, **{k: v for k, v in self.training().items() if v}}
+
+    def training(self) -> dict[str, tuple]:
+        """{training hyperparameter: its choices} (empty: not searched)."""
+        lists = (self.batch_sizes, self.augmentations, self.schedules, self.weight_decays, self.label_smoothings)
+        return dict(zip(TRAINING_HYPERPARAMETERS, lists))
 
     @classmethod
     def for_tuner(cls, tuner: str) -> SearchSpace:
@@ -143,10 +175,38 @@ class SearchSpace:
         for name in ("dropout_1", "dropout_2", "dropout_3"):
             if any(not 0 <= d < 1 for d in getattr(self, name)):
                 raise StudyError(f"{name} rates must be in [0, 1), got {list(getattr(self, name))}")
+        validate_training({name: values for name, values in self.training().items() if values}, "--{}s")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SearchSpace:
         return cls(**{k: tuple(v) for k, v in d.items()})
+
+
+def validate_training(choices: dict[str, Any], flag: str = "{}", n_train: int | None = None) -> None:
+    """StudyError (one line) for a training hyperparameter value no run can train with.
+
+    `choices`: {name: its values} of any of TRAINING_HYPERPARAMETERS; `flag` names them in the message
+    ("--{}s": the search's flags); `n_train`: the training images, which no batch may outnumber.
+    """
+    def name(key: str) -> str:
+        return flag.format(key.replace("_", "-") if flag.startswith("--{}") else key)
+
+    for key, values in choices.items():
+        values = list(values)
+        if key == "batch_size":
+            if any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
+                raise StudyError(f"{name(key)} must be whole numbers > 0, got {values}")
+            if n_train is not None and max(values) > n_train:
+                raise StudyError(f"{name(key)} {max(values)} is larger than the {n_train} training images")
+        elif key in ("augmentation", "schedule"):
+            known = AUGMENTATIONS if key == "augmentation" else SCHEDULES
+            bad = [v for v in values if v not in known]
+            if bad:
+                raise StudyError(f"unknown {key} {bad[0]!r} in {name(key)}; choose from {', '.join(known)}")
+        elif key == "weight_decay" and any(not v >= 0 for v in values):
+            raise StudyError(f"{name(key)} must be >= 0, got {values}")
+        elif key == "label_smoothing" and any(not 0 <= v < 1 for v in values):
+            raise StudyError(f"{name(key)} must be in [0, 1), got {values}")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import keras
 import keras_tuner
 
 from study import model as model_lib
-from study import training
+from study import recipe, training
 from study.config import BASELINE, SearchSpace
 from study.model import NOTEBOOK_CNN, ModelFunction
 
@@ -44,12 +44,14 @@ class StudyHyperModel(keras_tuner.HyperModel):
         values = self.space.values()
         if self.model is not NOTEBOOK_CNN:  # --dropout1/2/3 are the notebook CNN's
             values = {k: v for k, v in values.items() if k in ("optimizer", "learning_rate")}
+        defaults = {**BASELINE.hyperparameters(), **BASELINE.training(), "batch_size": self.batch_size}
         for name, choices in values.items():
-            default = BASELINE.hyperparameters()[name]
+            default = defaults[name]
             hp.Choice(name, list(choices), default=default if default in choices else choices[0])
         keras.utils.set_random_seed(self.seed)
         built = self.model.build(hp, self.input_shape, self.num_classes)
-        return model_lib.compile_model(built, hp.get("optimizer"), hp.get("learning_rate"))
+        # The training hyperparameters a model function declared are applied too (study.recipe).
+        return model_lib.compile_with(built, hp.values)
 
     def fit(self, hp, model, x, y, validation_data=None, callbacks=None, verbose=2, **kwargs):
         callbacks = [*(callbacks or []), keras.callbacks.TerminateOnNaN()]
@@ -59,12 +61,15 @@ class StudyHyperModel(keras_tuner.HyperModel):
                     monitor="val_loss", patience=self.early_stopping, restore_best_weights=True
                 )
             )
-        # Hyperband passes its own epochs and initial_epoch for each round.
+        how = recipe.recipe(hp.values if hp is not None else {}, self.batch_size)
+        # Hyperband passes its own epochs and initial_epoch for each round; its rounds all follow one
+        # schedule, over the search's epochs, so a round that continues another goes on along its curve.
         history = training.fit(
             model, x, y,
             validation_data=validation_data, epochs=kwargs.pop("epochs", self.epochs),
-            initial_epoch=kwargs.pop("initial_epoch", 0), batch_size=self.batch_size,
+            initial_epoch=kwargs.pop("initial_epoch", 0), batch_size=how.batch_size,
             seed=self.seed, callbacks=callbacks, verbose=verbose,
+            augmentation=how.augmentation, schedule=how.schedule, schedule_epochs=self.epochs,
         )
         losses = history.history.get("loss", [])
         if any(math.isnan(v) or math.isinf(v) for v in losses):

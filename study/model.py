@@ -19,6 +19,7 @@ from typing import Any
 import keras
 import keras_tuner
 
+from study import recipe
 from study.config import BASELINE, OPTIMIZERS, StudyError, model_identity
 
 _OPTIMIZER_CLASSES = {
@@ -113,18 +114,56 @@ def _import_file(path: Path):
     return module
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    return _OPTIMIZER_CLASSES[name](learning_rate=learning_rate)
+@keras.saving.register_keras_serializable(package="study")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Sparse categorical cross-entropy with label smoothing, which Keras 3's sparse loss lacks.
+
+    Integer labels become one-hot inside the loss, so the data pipeline stays as it is.
+    """
+
+    def __init__(self, label_smoothing: float, num_classes: int, name: str = "smoothed_sparse_crossentropy",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing, self.num_classes = float(label_smoothing), int(num_classes)
+
+    def call(self, y_true, y_pred):
+        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        one_hot = keras.ops.one_hot(labels, self.num_classes, dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing, "num_classes": self.num_classes}
 
 
-def compile_model(model: keras.Model, optimizer: str, learning_rate: float) -> keras.Model:
-    """Compiled as in the notebook: sparse categorical cross-entropy, accuracy."""
+def make_loss(label_smoothing: float, num_classes: int) -> str | keras.losses.Loss:
+    """The notebook's loss, smoothed when asked."""
+    if not label_smoothing:
+        return "sparse_categorical_crossentropy"
+    return SmoothedSparseCrossentropy(label_smoothing, num_classes)
+
+
+def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """Keras's optimizer; `weight_decay` is its decoupled one (Adam with it is AdamW), None when 0: not applied."""
+    return _OPTIMIZER_CLASSES[name](learning_rate=learning_rate, weight_decay=weight_decay or None)
+
+
+def compile_model(model: keras.Model, optimizer: str, learning_rate: float, *, weight_decay: float = 0.0,
+                  label_smoothing: float = 0.0) -> keras.Model:
+    """Compiled as in the notebook: sparse categorical cross-entropy (smoothed when asked), accuracy."""
     model.compile(
-        optimizer=make_optimizer(optimizer, learning_rate),
-        loss="sparse_categorical_crossentropy",
+        optimizer=make_optimizer(optimizer, learning_rate, weight_decay),
+        loss=make_loss(label_smoothing, model.output_shape[-1]),
         metrics=["accuracy"],
     )
     return model
+
+
+def compile_with(model: keras.Model, values: dict[str, Any]) -> keras.Model:
+    """`compile_model` with a configuration's hyperparameters: its optimizer, learning rate, weight decay and
+    label smoothing (the notebook's where it names none)."""
+    how = recipe.recipe(values)
+    return compile_model(model, values["optimizer"], values["learning_rate"], weight_decay=how.weight_decay,
+                         label_smoothing=how.label_smoothing)
 
 
 def fixed(values: dict[str, Any]) -> keras_tuner.HyperParameters:
@@ -140,7 +179,7 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, hyperparameters:
     """`model` built with `hyperparameters` (the others take their defaults) and compiled with their optimizer."""
     values = {"optimizer": BASELINE.optimizer, "learning_rate": BASELINE.learning_rate, **(hyperparameters or {})}
     built = model.build(fixed(values), tuple(input_shape), num_classes)
-    return compile_model(built, values["optimizer"], values["learning_rate"])
+    return compile_with(built, values)
 
 
 def default_hyperparameters(model: ModelFunction, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:

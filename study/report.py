@@ -154,15 +154,24 @@ def check_output(output: Path) -> None:
 
 # --- what to train ---------------------------------------------------------------------------------
 
-def plan(searches: list[Search], baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{arm name: hyperparameters}: the baseline (Adam), SGD, RMSprop and each search's best trial."""
+def plan(searches: list[Search], baseline: dict[str, Any],
+         batch_size: int = BASELINE.batch_size) -> dict[str, dict[str, Any]]:
+    """{arm name: hyperparameters}: the baseline (Adam), SGD, RMSprop and each search's best trial.
+
+    Training hyperparameters at the value a configuration naming none trains with (the notebook's, the
+    report's batch size) are left out (study.recipe.canonical): the same configuration is one arm's runs.
+    """
+    from study.recipe import canonical
+
+    baseline = canonical(baseline, batch_size)
     arms = {"baseline": baseline}
     for optimizer, lr in OPTIMIZER_COMPARISON.items():
         if optimizer != BASELINE.optimizer:
             arms[optimizer] = {**baseline, "optimizer": optimizer, "learning_rate": lr}
     for s in searches:
         if s.best is not None:
-            arms[f"{s.name} best"] = {k: _plain(s.best[k]) for k in results.hyperparameter_columns(s.trials)}
+            best = {k: _plain(s.best[k]) for k in results.hyperparameter_columns(s.trials)}
+            arms[f"{s.name} best"] = canonical(best, batch_size)
     return arms
 
 
@@ -215,14 +224,17 @@ def retrain(data, hyperparameters: dict[str, Any], seed: int, cfg: ReportConfig,
     """
     import keras
 
+    from study.recipe import recipe
     from study.training import fit, predict_proba
 
     keras.backend.clear_session()  # the previous model's graphs, as Keras Tuner does between trials
     trained = initial_model(data.input_shape, data.num_classes, hyperparameters, seed, model)
     digest = hashlib.sha1(b"".join(np.ascontiguousarray(w).tobytes() for w in trained.get_weights())).hexdigest()
     start = time.monotonic()
+    how = recipe(hyperparameters, cfg.batch_size)  # the configuration's own batch size, augmentation, schedule
     history = fit(trained, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                  epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed, verbose=verbose)
+                  epochs=cfg.epochs, batch_size=how.batch_size, seed=seed, verbose=verbose,
+                  augmentation=how.augmentation, schedule=how.schedule)
     seconds = time.monotonic() - start
     if weights is not None:
         _save_weights(trained, weights)
@@ -321,7 +333,7 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
     store = RunStore(output / RUNS_FOLDER, cfg.settings(cfg.backend))
     # The notebook's CNN needs no TensorFlow to be planned: rendering alone then imports none.
     model = _load_model(cfg) if cfg.model is not None else None
-    arms = plan(searches, _baseline(model, data))
+    arms = plan(searches, _baseline(model, data), cfg.batch_size)
     all_jobs = jobs(arms, cfg)
     todo = [(hp, seed) for hp, seed in all_jobs if store.load(hp, seed, len(data.y_test)) is None]
     _say_what_is_saved(store, all_jobs, todo, log)
@@ -419,6 +431,7 @@ def final_fit(data, store: RunStore, hyperparameters: dict[str, Any], cfg: Repor
     (the report's numbers come from the runs trained on the training split). Saved as weights beside
     the runs, so a rerun does not train it again.
     """
+    from study.recipe import recipe
     from study.training import Joined, fit
 
     path = store.final_weights_path(hyperparameters, cfg.seed)
@@ -430,7 +443,9 @@ def final_fit(data, store: RunStore, hyperparameters: dict[str, Any], cfg: Repor
     trained = initial_model(data.input_shape, data.num_classes, hyperparameters, cfg.seed, model)
     # The two splits seen as one array, not copied: 0.15 GB of CIFAR-10 not duplicated.
     x, y = Joined(data.x_train, data.x_val), np.concatenate([data.y_train, data.y_val])
-    fit(trained, x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, verbose=verbose)
+    how = recipe(hyperparameters, cfg.batch_size)
+    fit(trained, x, y, epochs=cfg.epochs, batch_size=how.batch_size, seed=cfg.seed, verbose=verbose,
+        augmentation=how.augmentation, schedule=how.schedule)
     _save_weights(trained, path)
 
 

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 from study import runtime, storage
 from study.config import (
-    BASELINE, OPTIMIZERS, TUNERS, DataConfig, SearchConfig, SearchSpace, StudyError, model_identity,
+    AUGMENTATIONS, BASELINE, OPTIMIZERS, SCHEDULES, TRAINING_HYPERPARAMETERS, TUNERS, DataConfig, SearchConfig,
+    SearchSpace, StudyError, model_identity, validate_training,
 )
 
 PROG = "python -m study.search"
@@ -134,7 +135,36 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(f"--dropout{i}", type=_list_of(float, f"--dropout{i}"),
                        help=f"{where} (default: {show(getattr(grid, name))}; "
                        f"bayesian/hyperband: {show(getattr(wide, name))})")
+    add_training_arguments(p)
     return p
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training hyperparameters' flags (study.recipe); without them a search does not vary them at all."""
+    t = parser.add_argument_group(
+        "training hyperparameters", "comma-separated lists, searched beside the others; not given: the notebook's "
+        "value, and no hyperparameter (a --model declares these names with hp.Choice instead)"
+    )
+    t.add_argument("--batch-sizes", type=_list_of(int, "--batch-sizes"), metavar="LIST",
+                   help=f"batch sizes, e.g. 32,64,128 (without it: --batch-size, default {BASELINE.batch_size})")
+    t.add_argument("--augmentations", type=_list_of(str, "--augmentations"), metavar="LIST",
+                   help=f"of the training images, from {', '.join(AUGMENTATIONS)} (flip: a random horizontal flip; "
+                   f"flip_translate: also a random shift of up to 4 pixels; default: {BASELINE.augmentation})")
+    t.add_argument("--schedules", type=_list_of(str, "--schedules"), metavar="LIST",
+                   help=f"learning rate over the epochs, from {', '.join(SCHEDULES)} (cosine: from the learning rate "
+                   f"to 0 over --epochs; default: {BASELINE.schedule})")
+    t.add_argument("--weight-decays", type=_list_of(float, "--weight-decays"), metavar="LIST",
+                   help=f"decoupled weight decay (Keras optimizers' weight_decay), e.g. 0,1e-4,5e-4 "
+                   f"(default: {BASELINE.weight_decay:g})")
+    t.add_argument("--label-smoothings", type=_list_of(float, "--label-smoothings"), metavar="LIST",
+                   help=f"label smoothing of the loss, in [0, 1), e.g. 0,0.1 (default: {BASELINE.label_smoothing:g})")
+
+
+def _training_space(args: argparse.Namespace) -> dict[str, tuple]:
+    """The training hyperparameters' choices given on the command line, as SearchSpace fields."""
+    given = {"batch_sizes": args.batch_sizes, "augmentations": args.augmentations, "schedules": args.schedules,
+             "weight_decays": args.weight_decays, "label_smoothings": args.label_smoothings}
+    return {name: values for name, values in given.items() if values}
 
 
 def parse_config(argv: Sequence[str] | None = None) -> SearchConfig:
@@ -146,11 +176,16 @@ def parse_config(argv: Sequence[str] | None = None) -> SearchConfig:
         dropout_1=args.dropout1 or default_space.dropout_1,
         dropout_2=args.dropout2 or default_space.dropout_2,
         dropout_3=args.dropout3 or default_space.dropout_3,
+        **_training_space(args),
     )
     if args.model is not None:  # its hyperparameters are its own; the dropouts are the notebook CNN's
         if args.dropout1 or args.dropout2 or args.dropout3:
             raise StudyError("--dropout1/2/3 apply to the notebook's CNN only: a --model declares its own "
                              "hyperparameters")
+        if _training_space(args):
+            flags = ", ".join(f"--{name.replace('_', '-')}" for name in _training_space(args))
+            raise StudyError(f"{flags}: for the notebook's CNN; a --model declares batch_size, augmentation, "
+                             "schedule, weight_decay or label_smoothing itself, with hp.Choice")
         space = dataclasses.replace(space, dropout_1=(), dropout_2=(), dropout_3=())
     max_trials = args.max_trials
     if max_trials is None and args.tuner == "bayesian":
@@ -253,10 +288,7 @@ def run(cfg: SearchConfig, log=print, command: str | None = None):
         data.input_shape, data.num_classes, space=cfg.space, model=model, epochs=cfg.epochs,
         batch_size=cfg.batch_size, seed=cfg.seed, early_stopping=cfg.early_stopping,
     )
-    if model is not model_lib.NOTEBOOK_CNN:  # a broken model function: one line now, not a failed trial
-        import keras_tuner
-
-        model_lib.check_model(model, keras_tuner.HyperParameters(), data.input_shape, data.num_classes)
+    _check_training_space(cfg, model, data)
     role = distributed_role(cfg)
     resuming = _check_project(cfg, role, data.class_names, command, log)
     tuner = build_tuner(cfg, hypermodel, log=log)
@@ -277,6 +309,31 @@ def run(cfg: SearchConfig, log=print, command: str | None = None):
         log(f"best: trial {best[0].trial_id}, val_accuracy {best[0].score:.4f}: {values}")
     log(f"trials table: {cfg.project_dir / 'trials.csv'} and trials.md")
     return frame
+
+
+def _check_training_space(cfg: SearchConfig, model, data) -> None:
+    """Before any trial: a broken model function, or a training hyperparameter no trial can train with (a batch
+    larger than the training images, or a --model's own choices of the reserved names), is one line."""
+    import keras_tuner
+
+    from study import model as model_lib
+
+    if not cfg.space.batch_sizes:
+        validate_training({"batch_size": (cfg.batch_size,)}, "--{}", n_train=len(data.y_train))
+    validate_training({k: v for k, v in cfg.space.training().items() if v}, "--{}s", n_train=len(data.y_train))
+    if model is not model_lib.NOTEBOOK_CNN:
+        hp = keras_tuner.HyperParameters()
+        model_lib.check_model(model, hp, data.input_shape, data.num_classes)
+        declared = {p.name: _choices(p) for p in hp.space if p.name in TRAINING_HYPERPARAMETERS}
+        validate_training(declared, f"--model {model.name}: its {{}}", n_train=len(data.y_train))
+
+
+def _choices(p) -> list:
+    """The values a Keras Tuner hyperparameter can take, as far as a check needs: a range's ends."""
+    if hasattr(p, "values"):
+        return list(p.values)
+    ends = [getattr(p, "min_value", None), getattr(p, "max_value", None), getattr(p, "value", None)]
+    return [v for v in ends if v is not None]
 
 
 def _check_project(cfg: SearchConfig, role: str | None, class_names, command: str | None, log) -> bool:

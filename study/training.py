@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from study import devices
+from study import augment, devices
 from study.config import BASELINE
 
 if TYPE_CHECKING:
@@ -32,18 +32,29 @@ class Batches(keras.utils.PyDataset):
     optimizer comparisons see identical data.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 augmentation: str = BASELINE.augmentation):
         super().__init__()
         self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
         self._rng = np.random.default_rng(seed)
         self._order = self._rng.permutation(len(x)) if shuffle else np.arange(len(x))
+        # Augmentation (training batches only) draws from (seed, epoch): its own stream, not the order's.
+        self.seed, self.augmentation, self.epoch = seed, augmentation, 0
+        self._draws = augment.draws(augmentation, len(x), seed, 0)
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
 
     def __getitem__(self, i: int):
         idx = self.indices(i)
-        return self.x[idx].astype(np.float32) / np.float32(255.0), self.y[idx]
+        if self._draws is None:
+            return self.x[idx].astype(np.float32) / np.float32(255.0), self.y[idx]
+        images = augment.apply(self.x[idx], self.batch_draws(i))
+        return images.astype(np.float32) / np.float32(255.0), self.y[idx]
+
+    def batch_draws(self, i: int) -> augment.Draws:
+        """What augmentation gives the images of batch `i` this epoch."""
+        return self._draws.batch(i * self.batch_size, (i + 1) * self.batch_size)
 
     def indices(self, i: int) -> np.ndarray:
         """The images of batch `i` in the current order."""
@@ -55,6 +66,9 @@ class Batches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         if self.shuffle:
             self._order = self._rng.permutation(len(self.x))
+        self.epoch += 1
+        if self._draws is not None:
+            self._draws = augment.draws(self.augmentation, len(self.x), self.seed, self.epoch)
 
 
 class Joined:
@@ -95,16 +109,22 @@ class DeviceBatches(Batches):
     batches are bit for bit those of `Batches` (same order, same float32 values).
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 augmentation: str = BASELINE.augmentation):
         import jax
 
-        super().__init__(x, y, batch_size, shuffle=shuffle, seed=seed)
+        super().__init__(x, y, batch_size, shuffle=shuffle, seed=seed, augmentation=augmentation)
         self._on_device = jax.device_put(np.asarray(x))
         self._scaled = jax.device_put(_SCALED)
 
     def __getitem__(self, i: int):
         idx = self.indices(i)
-        return _gather_and_scale()(self._on_device, idx, self._scaled), self.y[idx]
+        if self._draws is None:
+            return _gather_and_scale()(self._on_device, idx, self._scaled), self.y[idx]
+        # Only the draws' small index arrays go to the device; the pixels move there.
+        d = self.batch_draws(i)
+        rows, cols = augment.source_indices(d, *self.x.shape[1:3])
+        return _gather_augment_and_scale(d.pad)(self._on_device, idx, self._scaled, rows, cols), self.y[idx]
 
 
 @functools.lru_cache(maxsize=None)
@@ -112,6 +132,13 @@ def _gather_and_scale():
     import jax
 
     return jax.jit(lambda x, idx, scaled: scaled[x[idx]])
+
+
+@functools.lru_cache(maxsize=None)
+def _gather_augment_and_scale(pad: int):
+    import jax
+
+    return jax.jit(lambda x, idx, scaled, rows, cols: scaled[augment.apply_jax(x[idx], rows, cols, pad)])
 
 
 class Passes(keras.utils.PyDataset):
@@ -190,21 +217,29 @@ def fit(
     seed: int = 0,
     callbacks: list | None = None,
     verbose: int | str = 2,
+    augmentation: str = BASELINE.augmentation,
+    schedule: str = BASELINE.schedule,
+    schedule_epochs: int | None = None,
 ) -> keras.callbacks.History:
-    """Train on uint8 images; the data order depends only on `seed`, so runs can be compared fairly."""
+    """Train on uint8 images; the data order depends only on `seed`, so runs can be compared fairly.
+
+    `augmentation` changes the training batches only; `schedule` the learning rate from epoch to epoch, over
+    `schedule_epochs` (default `epochs`; Hyperband's rounds share the search's), logged as `learning_rate`.
+    """
     steps = _set_steps_per_execution(model)
+    callbacks = [*(callbacks or []), *schedule_callbacks(schedule, schedule_epochs or epochs)]
     if keras.config.backend() != "tensorflow":
         kind = DeviceBatches if devices.data_on_device() else Batches
         val = None if validation_data is None else Passes(kind(*validation_data, batch_size=batch_size))
         return model.fit(
-            Passes(kind(x, y, batch_size, shuffle=True, seed=seed)),
+            Passes(kind(x, y, batch_size, shuffle=True, seed=seed, augmentation=augmentation)),
             shuffle=False,  # Batches shuffles (Keras would shuffle the order of the batches)
             validation_data=val, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
         )
     val = None
     if validation_data is not None:
         val = as_dataset(Batches(*validation_data, batch_size=batch_size))
-    train = Batches(x, y, batch_size, shuffle=True, seed=seed)
+    train = Batches(x, y, batch_size, shuffle=True, seed=seed, augmentation=augmentation)
     # One pipeline for all epochs; steps_per_epoch makes Keras keep its iterator between epochs. Several
     # steps per execution would read past an epoch's end (Keras runs whole executions): one pass per epoch.
     several = steps > 1
@@ -219,6 +254,33 @@ def fit(
             callbacks=callbacks,
             verbose=verbose,
         )
+
+
+class CosineSchedule(keras.callbacks.LearningRateScheduler):
+    """Cosine decay per epoch from the compiled learning rate to 0 over `epochs` (epoch e of E: lr (1 + cos(pi e/E))/2).
+
+    The epoch is Keras's absolute one, so a Hyperband round continuing at epoch 5 of 15 goes on along the
+    same curve. Keras logs the rate of each epoch as `learning_rate` in the history.
+    """
+
+    def __init__(self, epochs: int):
+        super().__init__(self._rate)
+        self.epochs, self.base = epochs, None
+
+    def on_train_begin(self, logs=None):
+        self.base = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def _rate(self, epoch: int, lr: float) -> float:
+        return self.base * 0.5 * (1.0 + math.cos(math.pi * min(epoch, self.epochs) / self.epochs))
+
+
+def schedule_callbacks(schedule: str, epochs: int) -> list[keras.callbacks.Callback]:
+    """What `study.training.fit` adds for `schedule`: nothing for a constant learning rate."""
+    if schedule == "constant":
+        return []
+    if schedule == "cosine":
+        return [CosineSchedule(epochs)]
+    raise ValueError(f"unknown schedule {schedule!r}")
 
 
 def _set_steps_per_execution(model: keras.Model) -> int:
