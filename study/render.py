@@ -270,9 +270,11 @@ def importance_text(s: Search, slug: str, out: Writer) -> str:
 def final_section(runs: Runs, analysis: stats.Analysis, searches: list[Search], summary: str, out: Writer) -> str:
     """Every arm against the baseline, paired, with Holm's correction; the recommendation by validation."""
     rows = comparison_rows(runs, analysis, searches)
-    keys = ["name", *runs["baseline"][0].hyperparameters, "search_val_accuracy", "final_val_accuracy", "test_accuracy",
-            "test_accuracy_std", "ci_low", "ci_high", "interval", "diff_vs_baseline", "diff_ci_low", "diff_ci_high",
-            "test", "p_value", "p_holm", "better", "pairs", "verdict"]
+    # Every arm's hyperparameters: a search's best may name some the baseline does not (a training hyperparameter).
+    keys = ["name", *dict.fromkeys(k for r in rows for k in r["hyperparameters"]), "search_val_accuracy",
+            "final_val_accuracy", "test_accuracy", "test_accuracy_std", "ci_low", "ci_high", "interval",
+            "diff_vs_baseline", "diff_ci_low", "diff_ci_high", "test", "p_value", "p_holm", "better", "pairs",
+            "verdict"]
     frame = pd.DataFrame([{**r["hyperparameters"], **r} for r in rows])
     frame = frame[[k for k in keys if k in frame]].rename(columns={"name": "configuration"})
     shown = pd.DataFrame([{

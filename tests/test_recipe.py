@@ -229,3 +229,16 @@ def test_search_shows_them_resume_refuses_a_change_and_report_trains_each_its_wa
     assert ("learning_rate" in best[0]["history"]) == (best[0]["hyperparameters"].get("schedule") == "cosine")
     baseline = [r for r in runs if r["hyperparameters"] == BASELINE.hyperparameters()]
     assert len(baseline) == 1  # the baseline's recipe is not named, and trained once
+
+
+def test_a_best_trial_with_the_notebooks_recipe_is_the_baseline_arm(tmp_path):
+    from study.records import Search
+
+    best = {**BASELINE.hyperparameters(), **BASELINE.training(), "val_accuracy": 0.5}
+    trials = pd.DataFrame([{"trial_id": "0", "status": "COMPLETED", **best}])
+    searched = Search("s", SearchConfig(), trials, trials.iloc[0], tmp_path)
+    arms = report.plan([searched], BASELINE.hyperparameters())
+    assert arms["s best"] == arms["baseline"] == BASELINE.hyperparameters()
+    assert report.jobs(arms, report.ReportConfig(seeds=2)).count((arms["baseline"], 1)) == 1
+    wider = report.plan([searched], BASELINE.hyperparameters(), batch_size=128)
+    assert wider["s best"] == {**BASELINE.hyperparameters(), "batch_size": 64}  # not what --batch-size 128 trains
