@@ -409,7 +409,7 @@ def difference_intervals(table: pd.DataFrame, *, ax: Axes | None = None) -> Figu
     fig, ax = _axes(ax, (6, 0.6 * len(table) + 1.6))
     y = np.arange(len(table))[::-1]
     for yi, (_, row) in zip(y, table.iterrows()):
-        if row["name"] == "baseline" or row.get("test") == "same configuration":
+        if row["name"] == "baseline" or row.get("verdict") == "same configuration":
             ax.plot(0, yi, "D", color="black", markersize=5)
             label = "reference" if row["name"] == "baseline" else "same configuration"
             ax.annotate(label, (0, yi), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)

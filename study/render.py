@@ -22,6 +22,7 @@ from study.config import (
 from study.records import Run, Search, machines, versions
 
 Runs = dict[str, list[Run]]  # arm name: its runs, one per seed
+SAME = "same configuration"  # the verdict of an arm with the baseline's configuration: no comparison
 
 
 class Writer:
@@ -290,12 +291,23 @@ def final_section(runs: Runs, analysis: stats.Analysis, searches: list[Search], 
     return "\n\n".join([
         "## Final comparison",
         f"Each configuration against the baseline, {_method_text(analysis)}. {_holm_text(analysis)} "
-        f"In bold: the recommendation, picked by mean validation accuracy of the retrainings; the test set picks "
-        "nothing." + _initial_weights_text(runs),
+        + _confirmation_text(analysis) + _initial_weights_text(runs),
         out.table(frame, "final_comparison", shown),
         out.figure(figure, "final_comparison", "test accuracy and difference from the baseline, with intervals"),
         f"**Summary.** {summary}",
     ])
+
+
+def _confirmation_text(analysis: stats.Analysis) -> str:
+    """How the recommendation was made: validation picks the challenger, one test on the test set confirms it."""
+    text = ("The challenger is the configuration with the best mean validation accuracy of the retrainings; the "
+            "test set picks nothing. It replaces the baseline only if its difference from the baseline is positive "
+            "and its own paired p-value, uncorrected (one comparison, fixed before the test set was read), is "
+            "below 0.05.")
+    if analysis.challenger is None:
+        return text + " No configuration could challenge the baseline."
+    outcome = "it does: it is the recommendation" if analysis.beats_baseline else "it does not: keep the baseline"
+    return f"{text} The challenger is {analysis.challenger}, and {outcome} (in bold)."
 
 
 def differing_initial_weights(runs: Runs) -> list[str]:
@@ -403,12 +415,16 @@ def comparison_rows(runs: Runs, analysis: stats.Analysis, searches: list[Search]
         rows.append({
             "name": name, "hyperparameters": arm_runs[0].hyperparameters, **analysis.arms[name],
             "search_val_accuracy": float(search.best["val_accuracy"]) if search else math.nan,
-            **_comparison_columns(analysis.comparisons.get(name)),
+            **_comparison_columns(analysis.comparisons.get(name), same=name in analysis.comparisons),
         })
     return rows
 
 
-def _comparison_columns(c: stats.Comparison | None) -> dict[str, Any]:
+def _comparison_columns(c: stats.Comparison | None, same: bool = False) -> dict[str, Any]:
+    """The comparison as table columns; `same`: an arm with the baseline's configuration, no comparison (null)."""
+    if c is None and same:
+        return {"test": None, "p_value": None, "p_holm": None, "diff_vs_baseline": None, "diff_ci_low": None,
+                "diff_ci_high": None, "better": None, "pairs": None, "verdict": SAME}
     if c is None:  # the baseline itself
         return {"test": "", "p_value": math.nan, "p_holm": math.nan, "diff_vs_baseline": 0.0,
                 "diff_ci_low": math.nan, "diff_ci_high": math.nan, "better": 0, "pairs": 0, "verdict": ""}
@@ -422,8 +438,7 @@ def metrics_json(cfg, data, searches, runs, analysis, summary, warnings, invocat
     first = runs["baseline"][0]
     report, matrix = stats.classification(data.y_test, first.y_pred, names)
     base = analysis.arms["baseline"]
-    pick = analysis.recommended
-    picked = analysis.comparisons.get(pick)
+    pick, challenger = analysis.recommended, analysis.challenger
     return {
         "config": cfg.to_dict(), "class_names": names, "test_size": len(data.y_test), "warnings": warnings,
         "summary": summary,
@@ -434,9 +449,11 @@ def metrics_json(cfg, data, searches, runs, analysis, summary, warnings, invocat
         "arms": {n: {"hyperparameters": rs[0].hyperparameters, **analysis.arms[n]} for n, rs in runs.items()},
         "recommendation": {
             "name": pick, "hyperparameters": runs[pick][0].hyperparameters, "picked_by": "validation",
+            "beats_baseline": analysis.beats_baseline, "challenger": challenger,
             "val_accuracy": analysis.arms[pick]["final_val_accuracy"],
             "test_accuracy": analysis.arms[pick]["test_accuracy"],
-            "vs_baseline": _comparison_columns(picked) if picked else None,
+            # The confirmatory comparison, the challenger's: its uncorrected p_value decides (one test).
+            "vs_baseline": _comparison_columns(analysis.comparisons[challenger]) if challenger else None,
         },
         "searches": [{"name": s.name, "tuner": s.config.tuner, "trials": len(s.trials),
                       "best_trial_id": None if s.best is None else str(s.best["trial_id"]),
@@ -462,23 +479,12 @@ def _is_cifar10(data) -> bool:
 # --- text -------------------------------------------------------------------------------------------
 
 def summary_text(analysis: stats.Analysis, runs: Runs, cfg: ReportConfig, n_test: int, searched: bool) -> str:
-    """The answer in plain words: the recommendation (by validation), its test accuracy, the noise."""
+    """The answer in plain words: the recommendation (picked by validation, confirmed on test or not), the noise."""
     parts = []
     if not searched:
         parts.append(f"No search was found in `{cfg.directory}`, so this report answers the notebook's own "
                      "question only: the baseline (Adam) against SGD and RMSprop.")
-    pick, base = analysis.recommended, analysis.arms["baseline"]
-    a = analysis.arms[pick]
-    over = f"over {cfg.seeds} seeds" if cfg.seeds > 1 else "(one seed)"
-    parts.append(f"**Recommended: {pick}** ({hp_text(runs[pick][0].hyperparameters)}), the highest mean validation "
-                 f"accuracy of the retrainings {over}: {pct(a['final_val_accuracy'])}; the test set did not pick it.")
-    if pick == "baseline":
-        parts.append(f"That is the notebook's own configuration: test accuracy {acc_text(base)} "
-                     f"(95% interval {interval_text(base)}).")
-    else:
-        c = _comparison_columns(analysis.comparisons[pick])
-        parts.append(f"Its test accuracy is {acc_text(a)} against the baseline's {acc_text(base)}: "
-                     f"{diff_text(c)}, {_verdict_text(c['verdict'])}.")
+    parts.append(_recommendation_text(analysis, runs, cfg))
     parts.append(_beyond_noise_text(analysis))
     if cfg.seeds == 1:
         parts.append(f"With one seed the intervals cover only the sampling of the {n_test} test images, not the "
@@ -490,35 +496,70 @@ def summary_text(analysis: stats.Analysis, runs: Runs, cfg: ReportConfig, n_test
     return " ".join(parts)
 
 
+def _recommendation_text(analysis: stats.Analysis, runs: Runs, cfg: ReportConfig) -> str:
+    """The headline: a challenger picked by validation, recommended only if it beats the baseline on test."""
+    base, pick = analysis.arms[analysis.baseline], analysis.challenger
+    keep = (f"**Keep the baseline** ({hp_text(runs[analysis.baseline][0].hyperparameters)}): test accuracy "
+            f"{acc_text(base)} (95% interval {interval_text(base)}).")
+    if pick is None:
+        return keep + " No other configuration ran every seed with a configuration of its own."
+    a, c = analysis.arms[pick], _comparison_columns(analysis.comparisons[pick])
+    over = f"over {len(a['seeds'])} seeds" if len(a["seeds"]) > 1 else "(one seed)"
+    named = f"{pick} ({hp_text(runs[pick][0].hyperparameters)})"
+    picked = (f"the highest mean validation accuracy of the retrainings {over}: {pct(a['final_val_accuracy'])} "
+              f"against the baseline's {pct(base['final_val_accuracy'])}")
+    test = (f"test accuracy {acc_text(a)} against the baseline's {acc_text(base)}: {diff_text(c)}, p = "
+            f"{c['p_value']:.2g} ({c['test']}, the one comparison fixed before the test set was read)")
+    verdict = "better" if analysis.beats_baseline else "worse" if c["diff_vs_baseline"] < 0 and \
+        c["p_value"] < stats.ALPHA else "noise"
+    if analysis.beats_baseline:
+        return (f"**Recommended: {pick}** ({hp_text(runs[pick][0].hyperparameters)}), picked by validation, {picked}; the test set confirms it: {test}, "
+                f"{_verdict_text(verdict, c['test'])}.")
+    return (f"{keep} The best challenger by validation, {named}, {picked}, does not beat it on the test set: "
+            f"{test}, {_verdict_text(verdict, c['test'])}.")
+
+
 def _beyond_noise_text(analysis: stats.Analysis) -> str:
-    verdicts = {n: stats.verdict(c) for n, c in analysis.comparisons.items()}
+    verdicts = {n: stats.verdict(c) for n, c in analysis.comparisons.items() if c is not None}
     better = [n for n, v in verdicts.items() if v == "better"]
     worse = [n for n, v in verdicts.items() if v == "worse"]
-    diff = {n: f"{n} ({100 * c.diff:+.1f} points)" for n, c in analysis.comparisons.items()}
-    text = ("Better than the baseline by more than the noise: " + ", ".join(diff[n] for n in better) + "."
-            if better else "No configuration beat the baseline by more than the noise.")
+    diff = {n: f"{n} ({100 * c.diff:+.1f} points)" for n, c in analysis.comparisons.items() if c is not None}
+    holm = f" (Holm's correction over the {len(verdicts)} comparisons)" if len(verdicts) > 1 else ""
+    text = (f"Better than the baseline by more than the noise{holm}: " + ", ".join(diff[n] for n in better) + "."
+            if better else f"No configuration beat the baseline by more than the noise{holm}.")
     if worse:
         text += " Worse than the baseline by more than the noise: " + ", ".join(diff[n] for n in worse) + "."
     return text
 
 
-def _verdict_text(verdict: str) -> str:
+def _verdict_text(verdict: str, test: str = "paired t") -> str:
+    if test in ("McNemar", "paired t, images"):  # the interval covers the test images, not the seeds
+        return {"better": "better than the baseline beyond the sampling of the test images (the interval covers "
+                          "the test images only, not seed-to-seed variation)",
+                "worse": "worse than the baseline beyond the sampling of the test images (the interval covers the "
+                         "test images only, not seed-to-seed variation)",
+                "noise": "within the sampling noise of the test images: it could be chance"}.get(verdict, "")
     return {"better": "better than the baseline by more than the noise",
             "worse": "worse than the baseline by more than the noise",
             "noise": "within the noise: it could be chance"}.get(verdict, "")
 
 
 def _method_text(analysis: stats.Analysis) -> str:
-    kinds = {c.test for c in analysis.comparisons.values()} - {"same configuration"}
-    if "paired t" in kinds:
-        return "paired by seed (same initial weights and data order): mean difference of test accuracy with a " \
-               "paired Student-t 95% interval and the paired t-test"
-    return "paired by test image (one seed): McNemar's exact test, and the difference with its 95% interval " \
-           "over the test images"
+    kinds = {c.test for c in analysis.comparisons.values() if c is not None}
+    if kinds <= {"McNemar"}:
+        return "paired by test image (one seed): McNemar's exact test, and the difference with its 95% interval " \
+               "over the test images only (one seed measures no seed-to-seed variation)"
+    text = "paired by seed (same initial weights and data order): mean difference of test accuracy with a " \
+           "paired Student-t 95% interval and the paired t-test"
+    if "paired t, images" in kinds:
+        text += ("; where the difference is the same number of test images in every seed, the seeds show no spread "
+                 "to test against, so that comparison is paired by test image over the seeds (\"paired t, images\": "
+                 "its interval covers the test images only)")
+    return text
 
 
 def _holm_text(analysis: stats.Analysis) -> str:
-    tested = [c for c in analysis.comparisons.values() if c.test != "same configuration"]
+    tested = [c for c in analysis.comparisons.values() if c is not None]
     if len(tested) < 2:
         return ""
     return (f"The p-values are corrected for the {len(tested)} comparisons with Holm's method (a difference counts "
@@ -551,16 +592,18 @@ def interval_text(s: dict[str, Any]) -> str:
 
 def diff_text(row: dict[str, Any]) -> str:
     """"+1.2 pts (−0.3 to +2.7)"; empty for the baseline, "same configuration" for a shared one."""
+    if row.get("verdict") == SAME:
+        return SAME
     if not row.get("test"):
         return ""
-    if row["test"] == "same configuration":
-        return "same configuration"
+    if not math.isfinite(row["diff_ci_low"]):
+        return f"{100 * row['diff_vs_baseline']:+.1f} pts (interval unknown)"
     return (f"{100 * row['diff_vs_baseline']:+.1f} pts ({100 * row['diff_ci_low']:+.1f} to "
             f"{100 * row['diff_ci_high']:+.1f})")
 
 
 def p_text(row: dict[str, Any]) -> str:
-    if not row.get("test") or row["test"] == "same configuration":
+    if not row.get("test"):
         return ""
     return f"{row['p_holm']:.2g} ({row['test']}; uncorrected {row['p_value']:.2g})"
 

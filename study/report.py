@@ -160,6 +160,8 @@ def plan(searches: list[Search], baseline: dict[str, Any],
 
     Training hyperparameters at the value a configuration naming none trains with (the notebook's, the
     report's batch size) are left out (study.recipe.canonical): the same configuration is one arm's runs.
+    Searches whose bests are the same configuration share one arm, named after all of them ("grid best =
+    bayesian best"); a search's best that is the baseline's configuration stays an arm of its own, shown as such.
     """
     from study.recipe import canonical
 
@@ -168,10 +170,12 @@ def plan(searches: list[Search], baseline: dict[str, Any],
     for optimizer, lr in OPTIMIZER_COMPARISON.items():
         if optimizer != BASELINE.optimizer:
             arms[optimizer] = {**baseline, "optimizer": optimizer, "learning_rate": lr}
+    named: dict[str, tuple[list[str], dict[str, Any]]] = {}  # one arm per distinct configuration
     for s in searches:
         if s.best is not None:
-            best = {k: _plain(s.best[k]) for k in results.hyperparameter_columns(s.trials)}
-            arms[f"{s.name} best"] = canonical(best, batch_size)
+            hp = canonical({k: _plain(s.best[k]) for k in results.hyperparameter_columns(s.trials)}, batch_size)
+            named.setdefault(json.dumps(hp, sort_keys=True), ([], hp))[0].append(f"{s.name} best")
+    arms.update({" = ".join(names): hp for names, hp in named.values()})
     return arms
 
 

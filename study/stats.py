@@ -7,15 +7,17 @@ the differences of test accuracy), per test image with one seed (McNemar's exact
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
+ALPHA = 0.05  # not 1 - 0.95, which is 0.05000000000000004: p = 0.05 would count as beyond the noise
 CONFIDENCE = 0.95
-ALPHA = 1 - CONFIDENCE
+SAME = 1e-9  # accuracies this close are equal: float rounding, far below one image in a million
 
 
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -58,7 +60,9 @@ def mcnemar_p(base_correct: np.ndarray, other_correct: np.ndarray) -> float:
 class Comparison:
     """An arm against the baseline: mean paired difference of test accuracy (arm minus baseline)."""
 
-    test: str  # "paired t" (seeds), "McNemar" (one seed, per image), or "same configuration"
+    # "paired t" (seeds), "McNemar" (one seed, per image), "paired t, images" (several seeds, per image:
+    # see compare_runs) or "sign test" (identical differences in every seed: see compare_paired_seeds)
+    test: str
     diff: float
     ci_low: float  # 95% interval of the difference
     ci_high: float
@@ -72,8 +76,13 @@ class Comparison:
 
 
 def compare_paired_seeds(base: Mapping[int, float], other: Mapping[int, float]) -> Comparison:
-    """Paired t-test over seeds: {seed: test accuracy} of the baseline and of an arm, paired by seed."""
-    from scipy.stats import ttest_rel
+    """Paired t-test over seeds: {seed: accuracy} of the baseline and of an arm, paired by seed.
+
+    Identical differences in every seed leave no spread to test against, which is not certainty
+    (one test image gained in each of 5 seeds): then the p-value is the sign test's, "better in k
+    of k" and nothing more, and the interval is unknown (NaN).
+    """
+    from scipy.stats import binomtest, ttest_rel
 
     seeds = sorted(set(base) & set(other))
     if len(seeds) < 2:
@@ -82,9 +91,9 @@ def compare_paired_seeds(base: Mapping[int, float], other: Mapping[int, float]) 
     b = np.array([base[s] for s in seeds], float)
     d = a - b
     better = int(np.sum(d > 0))
-    if np.ptp(d) == 0:  # identical differences: no spread to test against (scipy returns NaN)
-        p = 1.0 if d[0] == 0 else 0.0
-        return Comparison("paired t", float(d[0]), float(d[0]), float(d[0]), p, better, len(seeds))
+    if np.ptp(d) < SAME:
+        p = 1.0 if abs(d[0]) < SAME else float(binomtest(len(d), len(d)).pvalue)
+        return Comparison("sign test", float(d[0]), math.nan, math.nan, p, better, len(seeds))
     result = ttest_rel(a, b)
     ci = result.confidence_interval(CONFIDENCE)
     return Comparison("paired t", float(d.mean()), float(ci.low), float(ci.high), float(result.pvalue),
@@ -97,31 +106,38 @@ def compare_paired_images(base_correct: np.ndarray, other_correct: np.ndarray) -
     Over thousands of images the t interval on per-image differences (-1, 0, 1) is the Wald interval
     for paired proportions. It covers only the sampling of test images, not seed-to-seed variation.
     """
-    from scipy.stats import ttest_rel
-
-    a, b = np.asarray(other_correct, float), np.asarray(base_correct, float)
-    d = a - b
-    diff = float(d.mean())
-    if np.ptp(d) == 0:
-        low = high = diff
-    else:
-        ci = ttest_rel(a, b).confidence_interval(CONFIDENCE)
-        low, high = float(ci.low), float(ci.high)
-    return Comparison("McNemar", diff, low, high, mcnemar_p(base_correct, other_correct), int(diff > 0), 1)
+    c = compare_images([base_correct], [other_correct])
+    return replace(c, test="McNemar", p_value=mcnemar_p(base_correct, other_correct))
 
 
-def same_configuration() -> Comparison:
-    """An arm that is the baseline's own configuration (a grid's best often is): nothing to test."""
-    return Comparison("same configuration", 0.0, 0.0, 0.0, 1.0, 0, 0, 1.0)
+def compare_images(base_correct: Sequence[np.ndarray], other_correct: Sequence[np.ndarray]) -> Comparison:
+    """Several seeds, paired by test image: each image's difference of correctness averaged over the seeds.
+
+    The images are the independent units (the same image is hard for every seed), so the t-test and
+    interval run over the images: they cover the sampling of test images, not seed-to-seed variation.
+    """
+    from scipy.stats import ttest_1samp
+
+    per_seed = np.asarray(other_correct, float) - np.asarray(base_correct, float)  # seeds x images
+    d = per_seed.mean(axis=0)
+    better = int(np.sum(per_seed.mean(axis=1) > 0))
+    if np.ptp(d) == 0:  # every image alike: nothing varies
+        p = 1.0 if d[0] == 0 else 0.0
+        return Comparison("paired t, images", float(d[0]), float(d[0]), float(d[0]), p, better, len(per_seed))
+    result = ttest_1samp(d, 0.0)
+    ci = result.confidence_interval(CONFIDENCE)
+    return Comparison("paired t, images", float(d.mean()), float(ci.low), float(ci.high), float(result.pvalue),
+                      better, len(per_seed))
 
 
-def holm(comparisons: Mapping[str, Comparison]) -> dict[str, Comparison]:
-    """Holm's step-down correction of the p-values of every real comparison (family-wise error 5%)."""
-    from dataclasses import replace
+def holm(comparisons: Mapping[str, Comparison | None]) -> dict[str, Comparison | None]:
+    """Holm's step-down correction of the p-values of every comparison (family-wise error 5%).
 
+    None marks an arm with the baseline's own configuration: no comparison, not in the family.
+    """
     from statsmodels.stats.multitest import multipletests
 
-    tested = [name for name, c in comparisons.items() if c.test != "same configuration"]
+    tested = [name for name, c in comparisons.items() if c is not None]
     out = dict(comparisons)
     if tested:
         adjusted = multipletests([comparisons[n].p_value for n in tested], alpha=ALPHA, method="holm")[1]
@@ -133,20 +149,29 @@ def holm(comparisons: Mapping[str, Comparison]) -> dict[str, Comparison]:
 def verdict(c: Comparison) -> str:
     """"better", "worse" or "noise": whether the difference is larger than the noise after Holm's correction."""
     p = c.p_holm if not math.isnan(c.p_holm) else c.p_value
-    if c.test == "same configuration" or not p < ALPHA:
+    if not p < ALPHA:
         return "noise"
     return "better" if c.diff > 0 else "worse"
 
 
-def recommend(val_accuracy: Mapping[str, float], baseline: str = "baseline") -> str:
-    """The arm with the highest mean validation accuracy over its retrainings; ties go to the baseline.
+def challenger(val_accuracy: Mapping[str, float]) -> str | None:
+    """The arm with the highest mean validation accuracy over its retrainings (the first on a tie); None if none.
 
-    The test set never picks: it only reports on what validation picked.
+    The test set never picks: it only confirms, or not, what validation picked.
     """
+    if not val_accuracy:
+        return None
     best = max(val_accuracy.values())
-    if val_accuracy[baseline] == best:
-        return baseline
     return next(name for name, v in val_accuracy.items() if v == best)
+
+
+def beats_baseline(c: Comparison | None) -> bool:
+    """The confirmatory test: one comparison, fixed before the test set is read, at 5% (no Holm: one test).
+
+    The challenger was picked on the validation split its search also chose it on, so it starts
+    with an optimistic edge there; only a positive difference on the test set beyond the noise counts.
+    """
+    return c is not None and c.diff > 0 and c.p_value < ALPHA
 
 
 def summarize(test_accuracies: Sequence[float], n_test: int) -> dict[str, Any]:
@@ -168,8 +193,15 @@ class Analysis:
     """Everything the report says about uncertainty: per-arm summaries, comparisons, the recommendation."""
 
     arms: dict[str, dict[str, Any]]  # summarize_runs per arm
-    comparisons: dict[str, Comparison]  # every arm but the baseline, Holm-corrected
-    recommended: str  # by mean validation accuracy
+    comparisons: dict[str, Comparison | None]  # every arm but the baseline, Holm-corrected; None: its configuration
+    challenger: str | None  # the best mean validation accuracy of the arms that could replace the baseline
+    beats_baseline: bool  # the challenger's test difference is positive beyond the noise (`beats_baseline`)
+    baseline: str = "baseline"
+
+    @property
+    def recommended(self) -> str:
+        """The challenger if it beats the baseline, else the baseline."""
+        return self.challenger if self.beats_baseline else self.baseline
 
 
 def summarize_runs(runs: Sequence[Any], n_test: int) -> dict[str, Any]:
@@ -189,25 +221,45 @@ def summarize_runs(runs: Sequence[Any], n_test: int) -> dict[str, Any]:
     }
 
 
-def compare_runs(base: Sequence[Any], other: Sequence[Any], y_test: np.ndarray) -> Comparison:
-    """An arm against the baseline, paired by seed (several seeds) or by test image (one seed)."""
-    if [r.hyperparameters for r in other] == [r.hyperparameters for r in base]:
-        return same_configuration()
-    if len(base) == 1 and len(other) == 1:
-        return compare_paired_images(base[0].y_pred == y_test, other[0].y_pred == y_test)
-    return compare_paired_seeds({r.seed: r.test_accuracy for r in base}, {r.seed: r.test_accuracy for r in other})
+def compare_runs(base: Sequence[Any], other: Sequence[Any], y_test: np.ndarray) -> Comparison | None:
+    """An arm against the baseline, paired by seed (several seeds) or by test image (one seed).
+
+    None for the baseline's own configuration. Seeds run by one side only (an arm dropped by the
+    race) are left out. Identical differences in every seed leave the seeds no spread to test
+    against: then the pairs are taken per test image, over the seeds (`compare_images`).
+    """
+    if {json.dumps(r.hyperparameters, sort_keys=True) for r in [*base, *other]} == \
+            {json.dumps(base[0].hyperparameters, sort_keys=True)}:
+        return None
+    theirs = {r.seed: r for r in other}
+    pairs = [(b, theirs[b.seed]) for b in base if b.seed in theirs]
+    if not pairs:
+        raise ValueError("no seed run by both the baseline and the arm")
+    right = ([b.y_pred == y_test for b, _ in pairs], [o.y_pred == y_test for _, o in pairs])
+    if len(pairs) == 1:
+        return compare_paired_images(right[0][0], right[1][0])
+    gained = {int(np.sum(o)) - int(np.sum(b)) for b, o in zip(*right)}  # in images: exact, unlike accuracies
+    if len(gained) == 1:
+        return compare_images(*right)
+    return compare_paired_seeds({b.seed: b.test_accuracy for b, _ in pairs}, {o.seed: o.test_accuracy for _, o in pairs})
 
 
-def analyse(runs: Mapping[str, Sequence[Any]], y_test: np.ndarray, baseline: str = "baseline") -> Analysis:
+def analyse(runs: Mapping[str, Sequence[Any]], y_test: np.ndarray, baseline: str = "baseline",
+            dropped: Mapping[str, int | None] | None = None) -> Analysis:
     """Summaries of every arm, each arm against the baseline (Holm over the arms), and the recommendation.
 
-    The recommendation is the arm with the highest mean final validation accuracy: the validation
-    split picks, the test set only reports on the pick.
+    The challenger is the arm with the highest mean final validation accuracy, of those that ran
+    every seed (not `dropped` by the race) and are not the baseline's configuration: the
+    validation split picks. The test set then only confirms it, or not (`beats_baseline`).
     """
-    arms = {name: summarize_runs(rs, len(y_test)) for name, rs in runs.items()}
-    comparisons = {name: compare_runs(runs[baseline], rs, y_test) for name, rs in runs.items() if name != baseline}
-    picked = recommend({name: a["final_val_accuracy"] for name, a in arms.items()}, baseline)
-    return Analysis(arms, holm(comparisons), picked)
+    dropped = dropped or {}
+    arms = {name: {**summarize_runs(rs, len(y_test)), "dropped_after": dropped.get(name)} for name, rs in runs.items()}
+    comparisons = holm({name: compare_runs(runs[baseline], rs, y_test) for name, rs in runs.items()
+                        if name != baseline})
+    eligible = {name: arms[name]["final_val_accuracy"] for name, c in comparisons.items()
+                if c is not None and dropped.get(name) is None}
+    picked = challenger(eligible)
+    return Analysis(arms, comparisons, picked, beats_baseline(comparisons.get(picked)), baseline)
 
 
 def classification(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> tuple[dict, np.ndarray]:

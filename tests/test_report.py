@@ -222,19 +222,39 @@ def test_real_data_report(tmp_path):
     assert re.search(r"\| airplane +\|", text)  # class names from the folders
 
 
-def test_summary_recommends_by_validation_and_says_what_the_intervals_say():
+def test_summary_keeps_the_baseline_unless_the_challenger_beats_it_beyond_the_noise():
     cfg = report.ReportConfig(epochs=3, seeds=3)
     rmsprop = {**BASELINE.hyperparameters(), "optimizer": "rmsprop"}
     runs = {"baseline": [_crafted(s, a, 0.60, BASELINE.hyperparameters()) for s, a in ((1, .5), (2, .55), (3, .6))],
             "grid best": [_crafted(s, a, 0.65, rmsprop) for s, a in ((1, .55), (2, .6), (3, .7))]}
     analysis = stats.analyse(runs, np.arange(20) % 10)
     text = render.summary_text(analysis, runs, cfg, 20, True)
-    assert text.startswith("**Recommended: grid best** (rmsprop, lr 0.001") and "over 3 seeds: 65.0%" in text
-    assert "+6.7 pts" in text and "within the noise" in text and "3 epochs" in text
+    # +6.7 points, p = 0.057: the challenger picked by validation does not replace the baseline.
+    assert text.startswith("**Keep the baseline** (adam, lr 0.001") and "The best challenger by validation, grid " \
+        "best (rmsprop, lr 0.001, dropout 0.2/0.3/0.4), the highest mean validation accuracy of the retrainings over " \
+        "3 seeds: 65.0% against the baseline's 60.0%, does not beat it on the test set" in text
+    assert "+6.7 pts" in text and "p = 0.057 (paired t" in text and "within the noise" in text and "3 epochs" in text
     assert "No configuration beat the baseline by more than the noise." in text
-    runs["baseline"] = [_crafted(s, a, 0.66, BASELINE.hyperparameters()) for s, a in ((1, .5), (2, .55), (3, .6))]
+    assert "Recommended" not in text
+    # Differences 0.05, 0.10, 0.10: p = 0.038, beyond the noise: recommended.
+    runs["grid best"] = [_crafted(s, a, 0.65, rmsprop) for s, a in ((1, .55), (2, .65), (3, .7))]
     text = render.summary_text(stats.analyse(runs, np.arange(20) % 10), runs, cfg, 20, False)
-    assert text.startswith("No search was found") and "**Recommended: baseline**" in text
+    assert text.startswith("No search was found") and "**Recommended: grid best** (rmsprop, lr 0.001" in text
+    assert "the test set confirms it" in text and "better than the baseline by more than the noise" in text
+    # The baseline's validation is higher, yet the challenger is still the best of the others: the test decides.
+    runs["baseline"] = [_crafted(s, a, 0.66, BASELINE.hyperparameters()) for s, a in ((1, .5), (2, .55), (3, .6))]
+    assert "**Recommended: grid best**" in render.summary_text(stats.analyse(runs, np.arange(20) % 10), runs, cfg,
+                                                               20, True)
+
+
+def test_one_seed_says_the_interval_covers_the_test_images_only():
+    cfg = report.ReportConfig(epochs=15, seeds=1)
+    rmsprop = {**BASELINE.hyperparameters(), "optimizer": "rmsprop"}
+    runs = {"baseline": [_crafted(1, .3, 0.60, BASELINE.hyperparameters())], "grid best": [_crafted(1, .9, .65, rmsprop)]}
+    text = render.summary_text(stats.analyse(runs, np.arange(20) % 10), runs, cfg, 20, True)
+    assert "**Recommended: grid best** (rmsprop" in text and "(one seed)" in text and "p = 0.00049 (McNemar" in text  # 2 / 2**12
+    assert "beyond the sampling of the test images (the interval covers the test images only" in text
+    assert "With one seed the intervals cover only the sampling of the 20 test images" in text
 
 
 def _crafted(seed, acc, val, hp, n=20):
@@ -265,3 +285,17 @@ def test_failed_trials_are_shown_and_never_picked(tiny_data, tmp_path, monkeypat
     assert "FAILED" in text and "nan" in text.lower()  # the failed row and its reason
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["arms"]["grid best"]["hyperparameters"]["learning_rate"] == 0.01
+
+
+def test_two_searches_with_the_same_best_configuration_are_one_arm():
+    from types import SimpleNamespace
+
+    def searched(name, **hp):
+        trials = pd.DataFrame([{"trial_id": "0", "status": "COMPLETED", "val_accuracy": 0.7, **hp}])
+        return SimpleNamespace(name=name, trials=trials, best=trials.iloc[0])
+
+    base = BASELINE.hyperparameters()
+    rms = {**base, "optimizer": "rmsprop", "learning_rate": 0.0005}
+    arms = report.plan([searched("grid", **base), searched("bayesian", **rms), searched("hyperband", **rms)], base)
+    assert list(arms) == ["baseline", "sgd", "rmsprop", "grid best", "bayesian best = hyperband best"]
+    assert arms["bayesian best = hyperband best"] == rms and arms["grid best"] == base  # shown as the baseline's

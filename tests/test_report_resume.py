@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from study import report, stats
@@ -118,16 +119,20 @@ def test_the_report_renders_the_numbers_of_a_crafted_set_of_runs(tiny_data, tmp_
     assert rows["rmsprop"]["better"] == 3 and rows["sgd"]["better"] == 0
     assert rows["baseline"]["ci_high"] - 0.55 == pytest.approx(t2 * 0.05 / 3**0.5, rel=1e-6)
     recommendation = metrics["recommendation"]
-    assert recommendation["name"] == "rmsprop" and recommendation["picked_by"] == "validation"
-    assert recommendation["test_accuracy"] == pytest.approx(0.6166667, abs=1e-6)
-    assert recommendation["vs_baseline"]["p_holm"] == pytest.approx(p_rms, rel=1e-6)
+    # rmsprop has the best validation accuracy; its gain, p = 0.057, is within the noise: keep the baseline.
+    assert recommendation["name"] == "baseline" and recommendation["picked_by"] == "validation"
+    assert recommendation["beats_baseline"] is False and recommendation["challenger"] == "rmsprop"
+    assert recommendation["test_accuracy"] == pytest.approx(0.55, abs=1e-6)
+    assert recommendation["vs_baseline"]["p_value"] == pytest.approx(p_rms, rel=1e-6)
 
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "**Recommended: rmsprop**" in text and "+6.7 pts (-0.5 to +13.8)" in text
+    assert "**Keep the baseline**" in text and "The best challenger by validation, rmsprop" in text
+    assert "+6.7 pts (-0.5 to +13.8)" in text and "| **baseline** " in text
     assert f"| {p_rms:.2g} (paired t; uncorrected {p_rms:.2g})" in text
     assert f"{2 * p_sgd:.2g} (paired t; uncorrected {p_sgd:.2g})" in text
     assert "Worse than the baseline by more than the noise: sgd (-20.0 points)." in text
-    assert "No configuration beat the baseline by more than the noise." in text
+    assert "No configuration beat the baseline by more than the noise (Holm's correction over the 2 comparisons)." \
+        in text
     assert "Holm's method" in text
     assert stats.verdict(stats.Comparison("paired t", 0.2 / 3, 0, 0, p_rms, 3, 3, p_rms)) == "noise"
 
@@ -151,7 +156,13 @@ def test_a_configuration_shared_by_two_arms_is_trained_once(tiny_data, tmp_path,
     assert sorted(calls) == sorted((o, s) for o in ("adam", "sgd", "rmsprop") for s in (1, 2))  # not 8
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["arms"]["grid best"]["hyperparameters"] == metrics["arms"]["baseline"]["hyperparameters"]
-    assert next(r for r in metrics["comparison"] if r["name"] == "grid best")["test"] == "same configuration"
+    row = next(r for r in metrics["comparison"] if r["name"] == "grid best")
+    assert row["verdict"] == "same configuration"  # no comparison: null, not p = 1
+    assert [row[k] for k in ("test", "diff_vs_baseline", "diff_ci_low", "p_value", "p_holm", "better", "pairs")] \
+        == [None] * 7
+    table = pd.read_csv(tmp_path / "out" / "tables" / "final_comparison.csv").set_index("configuration")
+    assert table.loc["grid best", ["test", "p_value", "p_holm", "diff_vs_baseline"]].isna().all()
+    assert table.loc["grid best", "verdict"] == "same configuration"
 
 
 def test_rendering_alone_decodes_no_training_image(tiny_data, tmp_path, monkeypatch):

@@ -114,22 +114,97 @@ def test_paired_t_over_two_seeds_and_better_in_k_of_k():
 def test_holm_by_hand():
     comparisons = {name: stats.Comparison("paired t", 0.01, 0, 0.02, p, 2, 3)
                    for name, p in (("a", 0.01), ("b", 0.04), ("c", 0.03))}
-    comparisons["same"] = stats.same_configuration()
+    comparisons["same"] = None  # the baseline's own configuration: no comparison
     adjusted = stats.holm(comparisons)
     # Sorted p 0.01, 0.03, 0.04 times 3, 2, 1: 0.03, 0.06, 0.04 -> made monotone: 0.03, 0.06, 0.06.
     assert adjusted["a"].p_holm == pytest.approx(0.03)
     assert adjusted["c"].p_holm == pytest.approx(0.06)
     assert adjusted["b"].p_holm == pytest.approx(0.06)
-    assert adjusted["same"].p_holm == 1.0  # not a comparison: not in the family
+    assert adjusted["same"] is None  # not a comparison: not in the family
     assert stats.verdict(adjusted["a"]) == "better" and stats.verdict(adjusted["b"]) == "noise"
     assert stats.verdict(stats.holm({"x": stats.Comparison("paired t", -0.02, -0.03, -0.01, 0.001, 0, 3)})["x"]) \
         == "worse"
+    # Capped at 1: 0.4 x 3 would be 1.2.
+    capped = stats.holm({n: stats.Comparison("paired t", 0.0, 0, 0, p, 0, 3) for n, p in (("x", 0.4), ("y", 0.5),
+                                                                                        ("z", 0.6))})
+    assert [capped[n].p_holm for n in "xyz"] == [1.0, 1.0, 1.0]
+    assert stats.holm({}) == {} and stats.holm({"s": None}) == {"s": None}
 
 
-def test_recommendation_is_picked_by_validation_and_ties_go_to_the_baseline():
-    assert stats.recommend({"baseline": 0.70, "a": 0.72, "b": 0.71}) == "a"
-    assert stats.recommend({"a": 0.72, "baseline": 0.72}) == "baseline"
-    assert stats.recommend({"baseline": 0.73, "a": 0.72}) == "baseline"
+def test_verdict_needs_p_below_005_and_reads_the_holm_p_when_there_is_one():
+    c = stats.Comparison("paired t", 0.01, 0, 0.02, 0.01, 3, 3)
+    assert stats.verdict(c) == "better"  # no Holm p: the p-value itself
+    assert stats.verdict(stats.Comparison("paired t", 0.01, 0, 0.02, 0.01, 3, 3, p_holm=0.05)) == "noise"
+    assert stats.verdict(stats.Comparison("paired t", 0.01, 0, 0.02, 0.2, 3, 3, p_holm=0.049)) == "better"
+    assert stats.verdict(stats.Comparison("paired t", 0.0, 0, 0, 0.01, 0, 3)) == "worse"  # not > 0
+
+
+def test_the_challenger_is_picked_by_validation_the_first_on_a_tie():
+    assert stats.challenger({"a": 0.70, "b": 0.72, "c": 0.71}) == "b"
+    assert stats.challenger({"a": 0.72, "b": 0.72}) == "a"
+    assert stats.challenger({"c": 0.73, "a": 0.72}) == "c"
+    assert stats.challenger({}) is None
+
+
+def test_the_challenger_beats_the_baseline_only_with_a_positive_difference_below_005_uncorrected():
+    def c(diff, p, p_holm=math.nan):
+        return stats.Comparison("paired t", diff, 0, 0, p, 3, 5, p_holm)
+
+    assert stats.beats_baseline(c(0.01, 0.049))
+    assert stats.beats_baseline(c(0.01, 0.049, p_holm=0.2))  # one comparison fixed in advance: no Holm
+    assert not stats.beats_baseline(c(0.01, 0.05))
+    assert not stats.beats_baseline(c(-0.01, 0.001))  # beyond the noise, but worse
+    assert not stats.beats_baseline(c(0.0, 0.001))
+    assert not stats.beats_baseline(None)
+
+
+def test_identical_differences_over_seeds_are_not_certainty():
+    # Every seed 1 point better: no spread, so no t-test; the sign test says what 5 of 5 says, 2 / 2**5.
+    base = {s: 0.60 + 0.01 * s for s in range(1, 6)}
+    c = stats.compare_paired_seeds(base, {s: a + 0.01 for s, a in base.items()})
+    assert c.test == "sign test" and c.diff == pytest.approx(0.01) and c.better == 5 and c.pairs == 5
+    assert c.p_value == pytest.approx(2 / 2**5) and stats.verdict(c) == "noise"
+    assert math.isnan(c.ci_low) and math.isnan(c.ci_high)
+    worse = stats.compare_paired_seeds(base, {s: a - 0.01 for s, a in base.items()})
+    assert worse.p_value == pytest.approx(2 / 2**5) and worse.better == 0 and worse.diff == pytest.approx(-0.01)
+    three = stats.compare_paired_seeds({1: 0.5, 2: 0.6, 3: 0.7}, {1: 0.52, 2: 0.62, 3: 0.72})
+    assert three.p_value == pytest.approx(2 / 2**3)
+    same = stats.compare_paired_seeds(base, dict(base))
+    assert same.p_value == 1.0 and same.diff == 0 and same.better == 0
+
+
+def test_paired_t_over_five_seeds():
+    """K = 5, the size the report runs: differences 1, 2, 0, 3, -1 points; t(4) has a closed-form CDF."""
+    d = [0.01, 0.02, 0.0, 0.03, -0.01]
+    base = {s: 0.70 for s in range(1, 6)}
+    c = stats.compare_paired_seeds(base, {s: 0.70 + x for s, x in zip(range(1, 6), d)})
+    mean = 0.01
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 4)
+    t = mean / (sd / math.sqrt(5))
+    cdf = 0.5 + 3 / 8 * (t / math.sqrt(1 + t * t / 4)) * (1 - t * t / (12 * (1 + t * t / 4)))
+    assert c.test == "paired t" and c.diff == pytest.approx(mean) and c.better == 3 and c.pairs == 5
+    assert c.p_value == pytest.approx(2 * (1 - cdf), rel=1e-9)
+    t975_df4 = 2.7764451051977987  # t(0.975, 4), from tables
+    assert c.ci_low == pytest.approx(mean - t975_df4 * sd / math.sqrt(5), rel=1e-9)
+    assert c.ci_high == pytest.approx(mean + t975_df4 * sd / math.sqrt(5), rel=1e-9)
+
+
+def test_images_over_seeds_are_paired_per_image_averaged_over_the_seeds():
+    # 2 seeds x 4 images; per image, arm minus baseline, averaged over the seeds: 1, 0, 0.5, 0.
+    base = [np.array([0, 1, 0, 1], bool), np.array([0, 1, 1, 0], bool)]
+    other = [np.array([1, 1, 1, 1], bool), np.array([1, 1, 1, 0], bool)]
+    c = stats.compare_images(base, other)
+    d = [1.0, 0.0, 0.5, 0.0]
+    mean, sd = 0.375, math.sqrt(sum((x - 0.375) ** 2 for x in d) / 3)
+    assert c.test == "paired t, images" and c.diff == pytest.approx(mean) and c.pairs == 2 and c.better == 2
+    t3 = 3.1824463052837078  # t(0.975, 3), from tables
+    assert c.ci_high - c.ci_low == pytest.approx(2 * t3 * sd / 2, rel=1e-9)
+    assert c.ci_low + c.ci_high == pytest.approx(2 * mean)
+    assert c.p_value > 0.05  # t = 1.57 with 3 df
+    alike = stats.compare_images([np.array([1, 0], bool)], [np.array([1, 0], bool)])
+    assert (alike.diff, alike.p_value, alike.better) == (0.0, 1.0, 0)
+    everywhere = stats.compare_images([np.array([0, 0], bool)], [np.array([1, 1], bool)])
+    assert (everywhere.diff, everywhere.ci_low, everywhere.p_value, everywhere.better) == (1.0, 1.0, 0.0, 1)
 
 
 def _run(seed, acc, val, hp, n=20):
@@ -137,8 +212,8 @@ def _run(seed, acc, val, hp, n=20):
     right = round(acc * n)
     y_pred = np.where(np.arange(n) < right, y_test, (y_test + 1) % 10)
     history = {"accuracy": [0.5], "val_accuracy": [0.1, val], "loss": [1.0], "val_loss": [1.0]}
-    return SimpleNamespace(seed=seed, test_accuracy=acc, test_loss=1.0, y_pred=y_pred, history=history,
-                           hyperparameters=hp, seconds=1.0)
+    return SimpleNamespace(seed=seed, test_accuracy=float(np.mean(y_pred == y_test)), test_loss=1.0, y_pred=y_pred,
+                           history=history, hyperparameters=hp, seconds=1.0)
 
 
 def test_analyse_picks_by_validation_and_compares_in_pairs():
@@ -147,18 +222,19 @@ def test_analyse_picks_by_validation_and_compares_in_pairs():
         "baseline": [_run(s, a, 0.60, {"o": "adam"}) for s, a in ((1, 0.50), (2, 0.55), (3, 0.60))],
         "sgd": [_run(s, a, 0.40, {"o": "sgd"}) for s, a in ((1, 0.30), (2, 0.40), (3, 0.35))],
         "rmsprop": [_run(s, a, 0.65, {"o": "rmsprop"}) for s, a in ((1, 0.55), (2, 0.60), (3, 0.70))],
-        "grid best": [_run(s, a, 0.60, {"o": "adam"}) for s, a in ((1, 0.50), (2, 0.55), (3, 0.60))],
-        # The highest test accuracy, but not the highest validation accuracy: never recommended.
+        "grid best": [_run(s, a, 0.70, {"o": "adam"}) for s, a in ((1, 0.50), (2, 0.55), (3, 0.60))],
+        # The highest test accuracy, but not the highest validation accuracy: never the challenger.
         "lucky": [_run(s, 0.9, 0.64, {"o": "lucky"}) for s in (1, 2, 3)],
     }
     a = stats.analyse(runs, y_test)
-    assert a.recommended == "rmsprop"
+    # grid best has the highest validation accuracy, but it is the baseline's configuration: no challenger.
+    assert a.challenger == "rmsprop" and not a.beats_baseline and a.recommended == "baseline"
     rms, sgd = a.comparisons["rmsprop"], a.comparisons["sgd"]
     # rmsprop - baseline: 0.05, 0.05, 0.10 (t = 4); sgd - baseline: -0.20, -0.15, -0.25 (t = -4 * sqrt 3).
     p_rms, p_sgd = _t_two_sided_p(4.0, 2), _t_two_sided_p(-4 * math.sqrt(3), 2)
     assert rms.diff == pytest.approx(0.2 / 3) and rms.p_value == pytest.approx(p_rms, rel=1e-6)
     assert sgd.diff == pytest.approx(-0.2) and sgd.p_value == pytest.approx(p_sgd, rel=1e-6)
-    assert a.comparisons["grid best"].test == "same configuration"
+    assert a.comparisons["grid best"] is None
     # lucky - baseline: 0.40, 0.35, 0.30. Holm over the three real comparisons: smallest p times 3, then 2, then 1.
     p_lucky = _t_two_sided_p(0.35 / (0.05 / math.sqrt(3)), 2)
     assert p_lucky < p_sgd < p_rms
@@ -168,3 +244,62 @@ def test_analyse_picks_by_validation_and_compares_in_pairs():
     assert a.arms["baseline"]["test_accuracy"] == pytest.approx(0.55)
     assert a.arms["baseline"]["ci_high"] - 0.55 == pytest.approx(T_975_DF2 * 0.05 / math.sqrt(3), rel=1e-9)
     assert a.arms["rmsprop"]["final_val_accuracy"] == pytest.approx(0.65)
+    assert a.arms["rmsprop"]["dropped_after"] is None
+
+    # lucky with the best validation: its gain is beyond the noise (uncorrected p 0.012 < 0.05), it is recommended.
+    runs["lucky"] = [_run(s, 0.9, 0.66, {"o": "lucky"}) for s in (1, 2, 3)]
+    a = stats.analyse(runs, y_test)
+    assert a.challenger == "lucky" and a.beats_baseline and a.recommended == "lucky"
+    # Dropped by the race: not a challenger, whatever its validation accuracy.
+    a = stats.analyse(runs, y_test, dropped={"lucky": 2})
+    assert a.challenger == "rmsprop" and a.arms["lucky"]["dropped_after"] == 2 and a.recommended == "baseline"
+
+
+def test_analyse_with_no_challenger_keeps_the_baseline():
+    y_test = np.arange(20) % 10
+    runs = {"baseline": [_run(1, 0.5, 0.6, {"o": "adam"})], "grid best": [_run(1, 0.5, 0.6, {"o": "adam"})]}
+    a = stats.analyse(runs, y_test)
+    assert a.challenger is None and not a.beats_baseline and a.recommended == "baseline"
+
+
+def test_one_seed_through_compare_runs_is_mcnemar_and_takes_the_arm_minus_the_baseline():
+    y_test = np.arange(20) % 10
+    base, arm = [_run(1, 0.50, 0.6, {"o": "adam"})], [_run(1, 0.90, 0.6, {"o": "sgd"})]
+    c = stats.compare_runs(base, arm, y_test)
+    # 8 images right for the arm only, none for the baseline only: p = 2 / 2**8.
+    assert c.test == "McNemar" and c.diff == pytest.approx(0.40) and c.better == 1 and c.pairs == 1
+    assert c.p_value == pytest.approx(2 / 2**8) and c.ci_low > 0
+    swapped = stats.compare_runs(arm, base, y_test)
+    assert swapped.diff == pytest.approx(-0.40) and swapped.better == 0 and swapped.p_value == c.p_value
+    assert swapped.ci_high == pytest.approx(-c.ci_low) and swapped.ci_low == pytest.approx(-c.ci_high)
+
+
+def test_compare_runs_pairs_the_seeds_both_ran():
+    y_test = np.arange(20) % 10
+    base = [_run(s, a, 0.6, {"o": "adam"}) for s, a in ((1, 0.50), (2, 0.55), (3, 0.60), (4, 0.5))]
+    dropped = [_run(s, a, 0.4, {"o": "sgd"}) for s, a in ((1, 0.30), (2, 0.40), (3, 0.35))]
+    c = stats.compare_runs(base, dropped, y_test)
+    assert c.pairs == 3 and c.diff == pytest.approx(-0.2) and c.test == "paired t"
+    later = [_run(s, 0.5, 0.4, {"o": "sgd"}) for s in (7, 8)]
+    with pytest.raises(ValueError):
+        stats.compare_runs(base, later, y_test)
+
+
+def test_one_test_image_gained_in_each_of_five_seeds_is_noise():
+    """Identical per-seed differences: paired per image over the seeds, not p = 0 with a zero-width interval."""
+    n = 1000
+    y_test = np.arange(n) % 10
+    rng = np.random.default_rng(0)
+    base, arm = [], []
+    for seed in range(1, 6):
+        right = rng.random(n) < 0.7
+        better = right.copy()
+        better[np.flatnonzero(~right)[:30]] = True  # 30 images gained, 29 others lost: a net gain of 1 image
+        better[np.flatnonzero(right)[:29]] = False
+        for runs, ok, hp in ((base, right, {"o": "adam"}), (arm, better, {"o": "rmsprop"})):
+            y_pred = np.where(ok, y_test, (y_test + 1) % 10)
+            runs.append(SimpleNamespace(seed=seed, test_accuracy=float(np.mean(ok)), y_pred=y_pred, hyperparameters=hp))
+    c = stats.compare_runs(base, arm, y_test)
+    assert c.test == "paired t, images" and c.diff == pytest.approx(0.001) and c.better == 5 and c.pairs == 5
+    assert c.ci_low < 0 < c.ci_high and c.p_value > 0.5 and stats.verdict(c) == "noise"
+    assert not stats.beats_baseline(c)
