@@ -513,7 +513,8 @@ def _recommendation_text(analysis: stats.Analysis, runs: Runs, cfg: ReportConfig
     verdict = "better" if analysis.beats_baseline else "worse" if c["diff_vs_baseline"] < 0 and \
         c["p_value"] < stats.ALPHA else "noise"
     if analysis.beats_baseline:
-        return (f"**Recommended: {pick}** ({hp_text(runs[pick][0].hyperparameters)}), picked by validation, {picked}; the test set confirms it: {test}, "
+        return (f"**Recommended: {pick}** ({hp_text(runs[pick][0].hyperparameters)}), picked by validation, "
+                f"{picked}; the test set confirms it: {test}, "
                 f"{_verdict_text(verdict, c['test'])}.")
     return (f"{keep} The best challenger by validation, {named}, {picked}, does not beat it on the test set: "
             f"{test}, {_verdict_text(verdict, c['test'])}.")

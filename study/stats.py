@@ -241,7 +241,8 @@ def compare_runs(base: Sequence[Any], other: Sequence[Any], y_test: np.ndarray) 
     gained = {int(np.sum(o)) - int(np.sum(b)) for b, o in zip(*right)}  # in images: exact, unlike accuracies
     if len(gained) == 1:
         return compare_images(*right)
-    return compare_paired_seeds({b.seed: b.test_accuracy for b, _ in pairs}, {o.seed: o.test_accuracy for _, o in pairs})
+    return compare_paired_seeds({b.seed: b.test_accuracy for b, _ in pairs},
+                                {o.seed: o.test_accuracy for _, o in pairs})
 
 
 def analyse(runs: Mapping[str, Sequence[Any]], y_test: np.ndarray, baseline: str = "baseline",
