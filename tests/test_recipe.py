@@ -242,3 +242,13 @@ def test_a_best_trial_with_the_notebooks_recipe_is_the_baseline_arm(tmp_path):
     assert report.jobs(arms, report.ReportConfig(seeds=2)).count((arms["baseline"], 1)) == 1
     wider = report.plan([searched], BASELINE.hyperparameters(), batch_size=128)
     assert wider["s best"] == {**BASELINE.hyperparameters(), "batch_size": 64}  # not what --batch-size 128 trains
+
+
+def test_the_window_copy_and_the_gather_give_the_same_pixels():
+    x, _ = _data(64, size=10)
+    d = augment.draws("flip_translate", 64, 5, 2)
+    rows, cols = augment.source_indices(d, 10, 10)
+    padded = np.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    gathered = padded[np.arange(64)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    np.testing.assert_array_equal(augment.apply(x, d), gathered)
+    assert d.flips.any() and (d.shifts != 0).any()
