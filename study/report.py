@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from study import devices, parallel, results, runtime, stats
+from study import devices, locks, parallel, results, runtime, stats
 from study.config import BASELINE, OPTIMIZER_COMPARISON, DataConfig, ReportConfig, StudyError, model_identity
 from study.records import MODELS_FOLDER, RUNS_FOLDER, Run, RunStore, Search, find_searches
 from study.search import Parser, add_data_arguments
@@ -553,8 +553,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cfg.data_from.startswith("search"):
             print(f"data: as recorded by {cfg.data_from} (data flags change it)", flush=True)
         print(f"searches: {', '.join(s.name for s in searches) or f'none found in {cfg.directory}'}", flush=True)
-        run(cfg, searches, warnings, log=lambda msg: print(msg, flush=True),
-            command=shlex.join([*PROG.split(), *argv]))
+        command = shlex.join([*PROG.split(), *argv])
+        with locks.hold(Path(cfg.output), command, what="report"):  # one report, one process
+            run(cfg, searches, warnings, log=lambda msg: print(msg, flush=True), command=command)
     except StudyError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

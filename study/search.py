@@ -6,6 +6,7 @@ Results go to `<directory>/<project-name>/`: Keras Tuner's own state, `config.js
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -15,7 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from study import runtime, storage
+from study import locks, runtime, storage
 from study.config import (
     AUGMENTATIONS, BASELINE, OPTIMIZERS, SCHEDULES, TRAINING_HYPERPARAMETERS, TUNERS, DataConfig, SearchConfig,
     SearchSpace, StudyError, model_identity, validate_training,
@@ -203,14 +204,22 @@ def parse_config(argv: Sequence[str] | None = None) -> SearchConfig:
 
 
 def prepare_project(cfg: SearchConfig, log=print) -> bool:
-    """Check an existing project against `cfg`; returns True when the search resumes it."""
+    """Check an existing project against `cfg` (deleting it with --overwrite); True when the search resumes it."""
+    if cfg.overwrite:
+        start_over(cfg, log)
+        return False
+    return check_project(cfg)
+
+
+def check_project(cfg: SearchConfig) -> bool:
+    """Refuse a project searched with other settings, or not by study.search; True when it is resumed.
+
+    Reads config.json only: it answers before any image is decoded and before Keras is imported.
+    With --overwrite the project is not looked at (`start_over` deletes it, once the data is known good).
+    """
     project = cfg.project_dir
     saved = project / "config.json"
     if cfg.overwrite:
-        if project.exists():
-            log(f"--overwrite: deleting {project}")
-            shutil.rmtree(project)
-        _delete_tensorboard_logs(cfg, log)
         return False
     if not saved.exists():
         if project.exists() and any(project.iterdir()):
@@ -236,6 +245,14 @@ def prepare_project(cfg: SearchConfig, log=print) -> bool:
             f"or --project-name NEW to keep both"
         )
     return True
+
+
+def start_over(cfg: SearchConfig, log) -> None:
+    """--overwrite: delete the project and its TensorBoard logs."""
+    if cfg.project_dir.exists():
+        log(f"--overwrite: deleting {cfg.project_dir}")
+        shutil.rmtree(cfg.project_dir)
+    _delete_tensorboard_logs(cfg, log)
 
 
 def _delete_tensorboard_logs(cfg: SearchConfig, log) -> None:
@@ -268,29 +285,38 @@ def distributed_role(cfg: SearchConfig) -> str | None:
 
 
 def run(cfg: SearchConfig, log=print, command: str | None = None):
-    """Load the data, run (or resume) the search, write the tables; returns the trials DataFrame.
+    """Check the project, load the data, run (or resume) the search, write the tables; returns the trials DataFrame.
 
-    `command` (the command line) is recorded in config.json for the report's provenance.
+    `command` (the command line) is recorded in config.json for the report's provenance. The project is
+    held by this process throughout (study.locks): a second search on it is refused. A worker of a
+    distributed search runs under its chief's hold, and takes none.
     """
-    # Heavy imports (TensorFlow) only once the arguments and the data are known to be good.
-    from study.data import load_dataset
+    role = distributed_role(cfg)
+    owner = role != "worker" and not locks.held_by_parent()
+    with locks.hold(cfg.project_dir, command or PROG) if owner else contextlib.nullcontext():
+        # Refused here, before any image is decoded or Keras imported: a changed project answers at once.
+        resuming = check_project(cfg) if role != "worker" else False
+        return _run_checked(cfg, role, resuming, log, command)
 
-    data = load_dataset(cfg.data, keep_test=False)  # before anything is written: bad data leaves no trace
-    log(data.describe())
+
+def _run_checked(cfg: SearchConfig, role: str | None, resuming: bool, log, command: str | None):
+    # Heavy imports (TensorFlow) only once the arguments and the project are known to be good.
     with runtime.without_notebook_modules():
         from study import model as model_lib
         from study import results
         from study.hypermodel import StudyHyperModel
         from study.tuners import build_tuner
+    from study.data import load_dataset
 
-    model = model_lib.load_model_function(cfg.model)
+    model = model_lib.load_model_function(cfg.model)  # an unknown function: refused before any image is decoded
+    data = load_dataset(cfg.data, keep_test=False)  # before anything is written: bad data leaves no trace
+    log(data.describe())
     hypermodel = StudyHyperModel(
         data.input_shape, data.num_classes, space=cfg.space, model=model, epochs=cfg.epochs,
         batch_size=cfg.batch_size, seed=cfg.seed, early_stopping=cfg.early_stopping,
     )
     _check_training_space(cfg, model, data)
-    role = distributed_role(cfg)
-    resuming = _check_project(cfg, role, data.class_names, command, log)
+    _record_project(cfg, role, data.class_names, command, log)
     tuner = build_tuner(cfg, hypermodel, log=log)
     _announce(cfg, role, tuner, resuming, log)
     try:
@@ -303,6 +329,8 @@ def run(cfg: SearchConfig, log=print, command: str | None = None):
     if role == "worker":
         log("worker done: the chief writes the trials table")
         return None
+    if getattr(tuner.oracle, "exhausted", None):
+        log(tuner.oracle.exhausted)
     best = tuner.oracle.get_best_trials(1)
     if best and best[0].status == "COMPLETED":
         values = ", ".join(f"{k}={v}" for k, v in best[0].hyperparameters.values.items())
@@ -336,19 +364,20 @@ def _choices(p) -> list:
     return [v for v in ends if v is not None]
 
 
-def _check_project(cfg: SearchConfig, role: str | None, class_names, command: str | None, log) -> bool:
-    """Refuse an incompatible project, create the folder, record config.json; True when resuming."""
+def _record_project(cfg: SearchConfig, role: str | None, class_names, command: str | None, log) -> None:
+    """--overwrite's deletion (the data is known good by now), the folder, and config.json."""
     # A worker leaves the project's configuration to the chief; with a shared filesystem they
     # would otherwise race on it.
-    resuming = prepare_project(cfg, log) if role != "worker" else False
+    if cfg.overwrite and role != "worker":
+        start_over(cfg, log)
     try:
         cfg.project_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StudyError(f"cannot write to {cfg.project_dir}: {e.strerror}") from None
-    if role != "worker":
-        saved = {**cfg.to_dict(), "class_names": class_names, "command": command}
-        storage.write_json(cfg.project_dir / "config.json", saved)
-    return resuming
+    if role == "worker":
+        return
+    saved = {**cfg.to_dict(), "class_names": class_names, "command": command}
+    storage.write_json(cfg.project_dir / "config.json", saved)
 
 
 def _announce(cfg: SearchConfig, role: str | None, tuner, resuming: bool, log) -> None:
