@@ -228,6 +228,9 @@ class SearchConfig:
     role: str | None = None  # "chief" or "worker"
     oracle: str | None = None  # HOST:PORT the chief listens on / the workers call
     worker_id: int | None = None  # a worker's KERASTUNER_TUNER_ID is tuner<worker_id>
+    # Trials at once on this machine (a chief and as many workers on 127.0.0.1); None: 1 on a CPU,
+    # the report's side-by-side rule on a GPU (study.devices). Changes when trials run, not what they are.
+    parallel: int | None = None
     tensorboard: str | None = None  # TensorBoard logs of every trial under <tensorboard>/<name>/; None: none
     model: dict[str, str] | None = None  # model_identity(--model); None: the notebook's CNN
     # Keras's backend (runtime.keras_backend): trials on another backend are other numbers. A config.json
@@ -264,6 +267,10 @@ class SearchConfig:
             raise StudyError(f"--seed must be >= 0, got {self.seed}")
         if self.worker_id is not None and self.worker_id < 0:
             raise StudyError(f"--worker-id must be >= 0, got {self.worker_id}")
+        if self.parallel is not None and self.parallel <= 0:
+            raise StudyError(f"--parallel must be > 0, got {self.parallel}")
+        if self.parallel is not None and self.role is not None:
+            raise StudyError("--parallel starts its own chief and workers on this machine: not with --role")
         if self.role is None and (self.oracle or self.worker_id is not None):
             raise StudyError("--oracle and --worker-id go with --role chief|worker")
         if self.role == "worker" and self.overwrite:
@@ -286,7 +293,7 @@ class SearchConfig:
         """What differs from `old` in a way that makes its trials incomparable (max_trials may grow)."""
         mine, theirs = self.to_dict(), old.to_dict()
         same_anyway = {
-            "max_trials", "overwrite", "directory", "project_name", "role", "oracle", "worker_id",
+            "max_trials", "overwrite", "directory", "project_name", "role", "oracle", "worker_id", "parallel",
             "tensorboard",  # where logs go, not what is searched: a resume may add or drop it
         }
         return [k for k in mine if k not in same_anyway and mine[k] != theirs.get(k)]

@@ -50,12 +50,19 @@ def run_side_by_side(task: Callable, jobs: Iterable[tuple], workers: int, *, ini
             raise
 
 
-def _start_worker(initializer: Callable, initargs: tuple) -> None:
-    # A worker must not outlive the command: killed with it (Linux), even by a SIGKILL.
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies, even by a SIGKILL (Linux; elsewhere nothing).
+
+    A process started for a command (a worker) must not outlive it.
+    """
     try:
         ctypes.CDLL("libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux
         pass
+
+
+def _start_worker(initializer: Callable, initargs: tuple) -> None:
+    die_with_parent()
     runtime.configure()
     runtime.quiet_tensorflow()
     initializer(*initargs)

@@ -223,6 +223,8 @@ def search_section(s: Search, out: Writer) -> str:
     slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in s.name)
     c = s.config
     trials = s.trials.drop(columns="error") if (s.trials["error"].fillna("") == "").all() else s.trials
+    if "worker" in trials and trials["worker"].nunique(dropna=False) <= 1:  # one process ran every trial
+        trials = trials.drop(columns="worker")
     md = [
         f"### {s.name}",
         f"{c.tuner} search, {len(s.trials)} trials of up to {epochs_text(c.epochs)} "

@@ -20,7 +20,8 @@ METRIC_COLUMNS = ("val_accuracy", "val_loss", "best_epoch", "epochs", "seconds")
 
 def trials_frame(project_dir: str | Path) -> pd.DataFrame:
     """One row per trial: id, status, hyperparameters, best val accuracy, val loss at that epoch,
-    the (1-based) epoch of the best score, epochs run, seconds, and the error of a failed trial."""
+    the (1-based) epoch of the best score, epochs run, seconds, the worker that ran it, and the error of a failed
+    trial."""
     rows = []
     for path in sorted(Path(project_dir).glob("trial_*/trial.json"), key=lambda p: run_order(p.parent.name[6:])):
         trial = json.loads(path.read_text())
@@ -40,15 +41,16 @@ def trials_frame(project_dir: str | Path) -> pd.DataFrame:
                 "best_epoch": best_step + 1 if best_step is not None and status == "COMPLETED" else None,
                 "epochs": extra.get("epochs"),
                 "seconds": extra.get("seconds"),
+                "worker": extra.get("tuner_id"),  # which process trained it: tuner0, tuner1... (--parallel)
                 "error": message[-1] if message and status != "COMPLETED" else "",
             }
         )
     # The hyperparameters in the order they were declared (the notebook CNN's: HYPERPARAMETERS), then the
     # metrics; Keras Tuner's own tuner/ values (Hyperband's rounds) last.
     declared = list(dict.fromkeys(k for r in rows for k in r if k not in ("trial_id", "status", *METRIC_COLUMNS,
-                                                                           "error")))
+                                                                           "worker", "error")))
     declared = [k for k in declared if not k.startswith("tuner/")] or list(HYPERPARAMETERS)
-    columns = ["trial_id", "status", *declared, *METRIC_COLUMNS, "error"]
+    columns = ["trial_id", "status", *declared, *METRIC_COLUMNS, "worker", "error"]
     frame = pd.DataFrame(rows, columns=columns + sorted({k for r in rows for k in r} - set(columns)))
     for column in ("best_epoch", "epochs"):
         frame[column] = frame[column].astype("Int64")
@@ -128,7 +130,7 @@ def best_trial(frame: pd.DataFrame) -> pd.Series | None:
 # --- what a search learned: hyperparameter importance, learning curves, parallel coordinates ----
 
 # Columns of trials_frame that describe a trial's outcome, not its configuration.
-_OUTCOME_COLUMNS = frozenset({"trial_id", "status", "error", *METRIC_COLUMNS})
+_OUTCOME_COLUMNS = frozenset({"trial_id", "status", "worker", "error", *METRIC_COLUMNS})
 BUDGET = "tuner/epochs"  # Hyperband's epochs for a trial: explains part of its score, but is no hyperparameter
 MIN_TRIALS = 8  # the fewest completed trials an importance rests on (hyperparameter_importance says why)
 

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import shlex
 import shutil
@@ -16,7 +17,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from study import locks, runtime, storage
+from study import locks, parallel, runtime, storage
 from study.config import (
     AUGMENTATIONS, BASELINE, OPTIMIZERS, SCHEDULES, TRAINING_HYPERPARAMETERS, TUNERS, DataConfig, SearchConfig,
     SearchSpace, StudyError, model_identity, validate_training,
@@ -28,6 +29,14 @@ DEFAULT_ORACLE = "127.0.0.1:8000"
 
 class SearchStopped(Exception):
     """The search cannot go on (too many failed trials in a row); exit status 1."""
+
+
+class ChildFailed(Exception):
+    """A process of a --parallel search failed (it said why); the command exits with its status."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
 
 
 class Parser(argparse.ArgumentParser):
@@ -112,11 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(p)
     d = p.add_argument_group(
         "distributed tuning",
-        "Keras Tuner's chief/worker mode: run the same command once with --role chief and once per "
-        "worker; the chief hands out trials over gRPC (no authentication, no encryption: trusted "
-        "networks only). Equivalent to setting KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and "
+        "Keras Tuner's chief/worker mode: --parallel K runs a chief and K workers on this machine by itself; "
+        "across machines, run the same command once with --role chief and once per worker; the chief hands "
+        "out trials over gRPC (no authentication, no encryption: trusted networks only). Equivalent to setting KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and "
         "KERASTUNER_ORACLE_PORT.",
     )
+    d.add_argument("--parallel", type=int, metavar="K",
+                   help="run K trials at once on this machine: the command starts a chief on 127.0.0.1 and K "
+                   "workers, and stops them (default: 1 on a CPU, where one training already uses every core; "
+                   "on a GPU, as many as the report's retrainings side by side)")
     d.add_argument("--role", choices=("chief", "worker"), help="this process's role")
     d.add_argument("--oracle", metavar="HOST:PORT", help=f"where the chief listens (default: {DEFAULT_ORACLE}, "
                    "loopback only; 0.0.0.0:PORT listens on every interface) / what the workers call")
@@ -196,6 +209,7 @@ def parse_config(argv: Sequence[str] | None = None) -> SearchConfig:
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
         early_stopping=args.early_stopping or None, initial_points=args.initial_points,
         overwrite=args.overwrite, role=args.role, oracle=args.oracle, worker_id=args.worker_id,
+        parallel=args.parallel,
         tensorboard=args.tensorboard, model=model_identity(args.model), backend=runtime.keras_backend(),
         data=data_config(args), space=space,
     )
@@ -296,7 +310,40 @@ def run(cfg: SearchConfig, log=print, command: str | None = None):
     with locks.hold(cfg.project_dir, command or PROG) if owner else contextlib.nullcontext():
         # Refused here, before any image is decoded or Keras imported: a changed project answers at once.
         resuming = check_project(cfg) if role != "worker" else False
-        return _run_checked(cfg, role, resuming, log, command)
+        at_once = trials_at_once(cfg, role)
+        if at_once == 1:
+            return _run_checked(cfg, role, resuming, log, command)
+        from study import parallel_search
+
+        # --overwrite is the chief's to carry out, once it has loaded the data.
+        status = parallel_search.run(cfg, at_once, command or PROG, log)
+        if status:
+            raise ChildFailed(status)
+        from study import results
+
+        return results.trials_frame(cfg.project_dir)
+
+
+def trials_at_once(cfg: SearchConfig, role: str | None) -> int:
+    """--parallel, or by default 1 on a CPU and the report's side-by-side rule on a GPU (study.devices).
+
+    1 in a chief or a worker: they are the processes a --parallel search starts.
+    """
+    if role is not None or locks.held_by_parent():
+        return 1
+    if cfg.parallel is not None:
+        return cfg.parallel
+    from study import devices
+
+    with runtime.without_notebook_modules():  # devices imports Keras to find its accelerator
+        return devices.side_by_side(None, cfg.max_trials or _grid_points(cfg))
+
+
+def _grid_points(cfg: SearchConfig) -> int:
+    """The trials a search may run when --max-trials does not say: the grid, or many for the other tuners."""
+    if cfg.tuner != "grid" or cfg.model is not None:
+        return 1_000_000
+    return math.prod(len(values) for values in cfg.space.values().values())
 
 
 def _run_checked(cfg: SearchConfig, role: str | None, resuming: bool, log, command: str | None):
@@ -423,6 +470,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime.configure()
     runtime.quiet_tensorflow()  # imports nothing: --help and bad input stay fast
     argv = list(sys.argv[1:] if argv is None else argv)
+    child = locks.HELD_BY_PARENT in os.environ  # started by a --parallel search, as its chief or a worker
+    if child:
+        parallel.die_with_parent()
+        if not locks.held_by_parent():  # the command died before this process could follow it
+            return 1
     try:
         cfg = parse_config(argv)
         print(f"configuration: {json.dumps(cfg.to_dict())}", flush=True)
@@ -435,8 +487,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except SystemExit as e:  # --help
         return int(e.code or 0)
+    except ChildFailed as e:
+        return e.status
     except KeyboardInterrupt:
-        print("\ninterrupted; rerun the same command to resume (completed trials are kept)", file=sys.stderr)
+        if not child:  # the command says it, once
+            print("\ninterrupted; rerun the same command to resume (completed trials are kept)", file=sys.stderr)
         return 130
     return 0
 
