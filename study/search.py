@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         "distributed tuning",
         "Keras Tuner's chief/worker mode: --parallel K runs a chief and K workers on this machine by itself; "
         "across machines, run the same command once with --role chief and once per worker; the chief hands "
-        "out trials over gRPC (no authentication, no encryption: trusted networks only). Equivalent to setting KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and "
-        "KERASTUNER_ORACLE_PORT.",
+        "out trials over gRPC (no authentication, no encryption: trusted networks only). Equivalent to "
+        "setting KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT.",
     )
     d.add_argument("--parallel", type=int, metavar="K",
                    help="run K trials at once on this machine: the command starts a chief on 127.0.0.1 and K "
