@@ -174,12 +174,19 @@ def fixed(values: dict[str, Any]) -> keras_tuner.HyperParameters:
     return hp
 
 
+def build_uncompiled(input_shape: tuple[int, ...], num_classes: int, hyperparameters: dict[str, Any] | None = None,
+                     model: ModelFunction = NOTEBOOK_CNN) -> keras.Model:
+    """`model` built with `hyperparameters` (the others take their defaults), not compiled: what a model file
+    holds, loadable without `study` (a smoothed loss is study's own class)."""
+    values = {"optimizer": BASELINE.optimizer, "learning_rate": BASELINE.learning_rate, **(hyperparameters or {})}
+    return model.build(fixed(values), tuple(input_shape), num_classes)
+
+
 def build_model(input_shape: tuple[int, ...], num_classes: int, hyperparameters: dict[str, Any] | None = None,
                 model: ModelFunction = NOTEBOOK_CNN) -> keras.Model:
     """`model` built with `hyperparameters` (the others take their defaults) and compiled with their optimizer."""
     values = {"optimizer": BASELINE.optimizer, "learning_rate": BASELINE.learning_rate, **(hyperparameters or {})}
-    built = model.build(fixed(values), tuple(input_shape), num_classes)
-    return compile_with(built, values)
+    return compile_with(build_uncompiled(input_shape, num_classes, values, model), values)
 
 
 def default_hyperparameters(model: ModelFunction, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:

@@ -519,7 +519,10 @@ def _export_model(path: Path, entry: dict[str, Any], model: ModelFunction | None
                   num_classes: int) -> None:
     import keras
 
-    trained = initial_model(input_shape, num_classes, entry["hyperparameters"], entry["seed"], model)
+    from study.model import NOTEBOOK_CNN, build_uncompiled
+
+    # Not compiled: the file then loads without study (a label-smoothed loss is study's own class).
+    trained = build_uncompiled(input_shape, num_classes, entry["hyperparameters"], model or NOTEBOOK_CNN)
     with pywarnings.catch_warnings():  # the weights' optimizer state: not part of the model file
         pywarnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         trained.load_weights(entry["weights"])

@@ -252,3 +252,46 @@ def test_the_window_copy_and_the_gather_give_the_same_pixels():
     gathered = padded[np.arange(64)[:, None, None], rows[:, :, None], cols[:, None, :]]
     np.testing.assert_array_equal(augment.apply(x, d), gathered)
     assert d.flips.any() and (d.shifts != 0).any()
+
+
+def test_a_model_file_of_a_smoothed_augmented_configuration_loads_without_study(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    hp = {**BASELINE.hyperparameters(), "label_smoothing": 0.1, "weight_decay": 0.01, "augmentation": "flip"}
+    x, y = _data(32)
+    keras.utils.set_random_seed(0)
+    model = build_model((12, 12, 3), 3, hp)
+    fit(model, x, y, epochs=1, batch_size=16, verbose=0, augmentation="flip")
+    model.save_weights(tmp_path / "w.weights.h5")
+    entry = {"file": "m.keras", "arm": "a", "seed": 1, "hyperparameters": hp, "test_accuracy": 0.5,
+             "weights": tmp_path / "w.weights.h5"}
+    report.export_models(tmp_path / "models", [entry], None, (12, 12, 3), 3)
+    np.save(tmp_path / "x.npy", x)
+    code = ("import sys, numpy as np, keras; m = keras.models.load_model(sys.argv[1]); "
+            "print(' '.join(type(l).__name__ for l in m.layers[-1].layers)); "
+            "np.save(sys.argv[2], m.predict(np.load(sys.argv[3]), verbose=0))")
+    env = {**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "models" / "m.keras"), str(tmp_path / "p.npy"),
+                           str(tmp_path / "x.npy")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    layers = done.stdout.split()
+    assert "Conv2D" in layers and not any(name.startswith("Random") for name in layers)  # no augmentation layer
+    expected = model.predict(x.astype(np.float32) / np.float32(255.0), verbose=0)
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-6)
+
+
+def test_importance_and_parallel_coordinates_show_them():
+    from study import results
+
+    rng = np.random.default_rng(0)
+    rows = [{"trial_id": str(i), "status": "COMPLETED", "optimizer": "adam", "learning_rate": 1e-3,
+             "batch_size": int(rng.choice([32, 64, 128])), "augmentation": str(rng.choice(["none", "flip"])),
+             "weight_decay": float(rng.choice([0.0, 0.01])), "val_accuracy": float(rng.uniform(0.5, 0.7)),
+             "val_loss": 1.0, "best_epoch": 1, "epochs": 2, "seconds": 1.0, "error": ""} for i in range(12)]
+    frame = pd.DataFrame(rows)
+    axes = [a.name for a in results.parallel_coordinates(frame).axes]
+    assert axes == ["batch_size", "augmentation", "weight_decay", "val_accuracy"]
+    importance = results.hyperparameter_importance(frame)
+    assert set(importance.importances.index) == {"batch_size", "augmentation", "weight_decay"}
