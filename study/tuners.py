@@ -257,6 +257,13 @@ class _StudyTuner(keras_tuner.Tuner):
             self.oracle.save()
         storage.write_json(self._get_tuner_fname(), self.get_state())
 
+    def _get_tuner_fname(self):
+        # Keras Tuner reloads a project when this process's <tuner id>.json exists: a chief's chief.json
+        # would be missing in a project searched so far in one process (and tuner0.json where only other
+        # workers ran), and the search would start over on top of it. Its content is empty ({}): one name
+        # for every process, so a project resumes whether one process, --parallel K or --role started it.
+        return str(Path(self.project_dir) / "tuner0.json")
+
     def search(self, *fit_args, **fit_kwargs):
         if dist_utils.is_chief_oracle():  # Keras Tuner's chief, ending within a second of its last worker
             self.save()

@@ -1,6 +1,7 @@
 """`--parallel K`: a chief and K workers started and stopped by the command; results as in one process."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -96,7 +97,16 @@ def test_parallel_grid_gives_the_results_of_one_process_and_names_each_trials_wo
     assert set(a.worker) == {"tuner0"} and set(b.worker) == {"tuner0", "tuner1"}
 
 
+def _ended_at(project: Path) -> dict[str, float]:
+    return {p.parent.name: json.loads(p.read_text())["ended_at"] for p in project.glob("trial_*/history.json")}
+
+
 def test_ctrl_c_or_sigkill_leaves_no_process_and_a_rerun_resumes(tiny_data, tmp_path):
+    # Begun in one process: --parallel resumes it (the number of processes is no setting of the project).
+    begun = _command(_argv(tiny_data, tmp_path, "--max-trials", "2"))
+    assert begun.wait(timeout=300) == 0, begun.stderr.read()[-3000:]
+    first = _ended_at(tmp_path / "grid")
+    assert len(first) == 2
     argv = _argv(tiny_data, tmp_path, "--parallel", "2")
     interrupted = _interrupt_mid_search(argv, signal.SIGINT)
     assert interrupted.returncode == 130, interrupted.stderr[-3000:]
@@ -109,6 +119,8 @@ def test_ctrl_c_or_sigkill_leaves_no_process_and_a_rerun_resumes(tiny_data, tmp_
     assert "resuming" in out
     table = pd.read_csv(tmp_path / "grid" / "trials.csv")
     assert len(table) == 6 and set(table.status) == {"COMPLETED"} and len(table.drop_duplicates(CONFIG)) == 6
+    ended = _ended_at(tmp_path / "grid")
+    assert {k: ended[k] for k in first} == first  # the trials done before were not trained again
 
 
 @pytest.mark.parametrize("extra", [["--role", "chief"], ["--role", "worker"]])
