@@ -17,7 +17,7 @@ its seconds as it ends, and last `study_seconds: N`, the wall time of the whole 
 that fails stops the study, with the end of its log.
 
 --smoke runs the same commands on tiny settings (a generated 10-class dataset of 150 images,
-1-2 epochs, 2 trials per search, 1 seed), so the tests can check the script on a CPU.
+1-2 epochs, 2 trials per search, --parallel 2,1,1, 1 seed), so the tests can check the script on a CPU.
 """
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", help=f"the images (default: {CIFAR}; --smoke: a generated tiny dataset)")
     p.add_argument("--backend", default="jax", help="KERAS_BACKEND of every command (default: jax)")
-    p.add_argument("--parallel", default="3,3,2", help="--parallel of the grid, Bayesian and Hyperband searches "
-                   "(default: 3,3,2)")
+    p.add_argument("--parallel", help="--parallel of the grid, Bayesian and Hyperband searches "
+                   "(default: 3,3,2; --smoke: 2,1,1)")
     p.add_argument("--report-parallel", type=int, help="the report's --parallel (default: the report's own)")
     p.add_argument("--seeds", type=int, default=5, help="the report's --seeds (default: 5)")
     p.add_argument("--work-dir", help="where the searches and the report go (default: a temporary folder, deleted)")
@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _commands(args: argparse.Namespace, data: Path, work: Path) -> tuple[dict[str, list[str]], list[str]]:
     """The three searches' arguments by tuner, and the report's."""
-    per_search = dict(zip(SEARCHES, args.parallel.split(",")))
+    per_search = dict(zip(SEARCHES, (args.parallel or ("2,1,1" if args.smoke else "3,3,2")).split(",")))
     common = ["--data-dir", str(data), "--directory", str(work / "tuner_results")]
     if args.smoke:
         common += ["--optimizers", "adam", "--learning-rates", "0.001,0.01", "--dropout1",
