@@ -1,4 +1,4 @@
-"""`python -m study.search`: a Keras Tuner search of the baseline CNN's optimizer, learning rate and dropouts.
+"""`python -m study.search`: a Keras Tuner search of the CNN's optimizer, learning rate, dropouts and training recipe.
 
 Results go to `<directory>/<project-name>/`: Keras Tuner's own state, `config.json`, `trials.csv`,
 `trials.md` and each trial's `history.json`. Rerunning the same command resumes the project.
@@ -168,8 +168,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"learning rate over the epochs, from {', '.join(SCHEDULES)} (cosine: from the learning rate "
                    f"to 0 over --epochs; default: {BASELINE.schedule})")
     t.add_argument("--weight-decays", type=_list_of(float, "--weight-decays"), metavar="LIST",
-                   help=f"decoupled weight decay (Keras optimizers' weight_decay), e.g. 0,1e-4,5e-4 "
-                   f"(default: {BASELINE.weight_decay:g})")
+                   help="decoupled weight decay (Keras optimizers' weight_decay: each step takes learning rate x "
+                   f"weight decay of every weight, as AdamW), e.g. 0,0.01,0.1 (default: {BASELINE.weight_decay:g})")
     t.add_argument("--label-smoothings", type=_list_of(float, "--label-smoothings"), metavar="LIST",
                    help=f"label smoothing of the loss, in [0, 1), e.g. 0,0.1 (default: {BASELINE.label_smoothing:g})")
 
