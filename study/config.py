@@ -328,6 +328,8 @@ class ReportConfig:
     final_fit: bool = False  # also train the recommendation on training + validation images (models/final.keras)
     backend: str = "tensorflow"  # Keras's backend of the retrainings (runtime.keras_backend)
     parallel: int = 1  # retrainings side by side, in as many processes (1: one after another)
+    candidates: int | None = None  # the N best distinct searched configurations; None: each search's best
+    min_seeds: int = 3  # seeds every arm runs before racing may drop it (>= seeds: no racing; docs/racing.md)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

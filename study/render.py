@@ -83,7 +83,8 @@ def header_section(cfg: ReportConfig, data, summary: str, warnings: list[str]) -
         "# Study report",
         f"**Summary.** {summary}",
         f"Data: {data.describe()}. Every model was trained for {epochs_text(cfg.epochs)} (batch {cfg.batch_size}, "
-        f"no early stopping) with seed{'s' if cfg.seeds > 1 else ''} {seeds}, and evaluated once on the test set. "
+        f"no early stopping) with seed{'s' if cfg.seeds > 1 else ''} {seeds}{_racing_rule(cfg)}, and evaluated once "
+        "on the test set. "
         "Configuration: [config.json](config.json); every number: [metrics.json](metrics.json); every retraining: "
         "[runs/](runs/).",
         *(f"> **Warning:** {w}" for w in warnings),
@@ -91,6 +92,13 @@ def header_section(cfg: ReportConfig, data, summary: str, warnings: list[str]) -
     if cfg.data_from.startswith("search"):
         md.append(f"The data configuration is the one recorded by {cfg.data_from}.")
     return "\n\n".join(md)
+
+
+def _racing_rule(cfg: ReportConfig) -> str:
+    if cfg.min_seeds >= cfg.seeds:
+        return ""
+    return (f" (racing: from {cfg.min_seeds} seeds on, an arm worse than the baseline on validation beyond the noise "
+            "got no more seeds)")
 
 
 def data_section(data, out: Writer) -> str:
@@ -277,7 +285,7 @@ def final_section(runs: Runs, analysis: stats.Analysis, searches: list[Search], 
     keys = ["name", *dict.fromkeys(k for r in rows for k in r["hyperparameters"]), "search_val_accuracy",
             "final_val_accuracy", "test_accuracy", "test_accuracy_std", "ci_low", "ci_high", "interval",
             "diff_vs_baseline", "diff_ci_low", "diff_ci_high", "test", "p_value", "p_holm", "better", "pairs",
-            "verdict"]
+            "verdict", "dropped_after"]
     frame = pd.DataFrame([{**r["hyperparameters"], **r} for r in rows])
     frame = frame[[k for k in keys if k in frame]].rename(columns={"name": "configuration"})
     shown = pd.DataFrame([{
@@ -288,16 +296,28 @@ def final_section(runs: Runs, analysis: stats.Analysis, searches: list[Search], 
         "test accuracy (95% interval)": f"{acc_text(r)} ({interval_text(r)})",
         "vs baseline (95% interval)": diff_text(r),
         "p (Holm)": p_text(r), "better in": f"{r['better']} of {r['pairs']}" if r["pairs"] else "",
+        "seeds": f"{len(r['seeds'])}, dropped" if r["dropped_after"] is not None else f"{len(r['seeds'])}",
     } for r in rows])
     figure = plots.final_comparison(frame.rename(columns={"configuration": "name"}))
     return "\n\n".join([
         "## Final comparison",
         f"Each configuration against the baseline, {_method_text(analysis)}. {_holm_text(analysis)} "
-        + _confirmation_text(analysis) + _initial_weights_text(runs),
+        + _confirmation_text(analysis) + _racing_text(analysis) + _initial_weights_text(runs),
         out.table(frame, "final_comparison", shown),
         out.figure(figure, "final_comparison", "test accuracy and difference from the baseline, with intervals"),
         f"**Summary.** {summary}",
     ])
+
+
+def _racing_text(analysis: stats.Analysis) -> str:
+    """Which arms the race dropped, and why their numbers rest on fewer seeds."""
+    dropped = {n: a["dropped_after"] for n, a in analysis.arms.items() if a.get("dropped_after") is not None}
+    if not dropped:
+        return ""
+    return (" **Dropped by the race:** " + ", ".join(f"{n} after {k} seeds" for n, k in dropped.items())
+            + ": worse than the baseline on validation beyond the noise (paired by seed, Holm over the arms still "
+            "racing), so they got no more seeds; their numbers are over those seeds, paired with the baseline's "
+            "same seeds (docs/racing.md).")
 
 
 def _confirmation_text(analysis: stats.Analysis) -> str:
@@ -488,6 +508,10 @@ def summary_text(analysis: stats.Analysis, runs: Runs, cfg: ReportConfig, n_test
                      "question only: the baseline (Adam) against SGD and RMSprop.")
     parts.append(_recommendation_text(analysis, runs, cfg))
     parts.append(_beyond_noise_text(analysis))
+    dropped = [f"{n} after {a['dropped_after']} seeds" for n, a in analysis.arms.items()
+               if a.get("dropped_after") is not None]
+    if dropped:
+        parts.append(f"Dropped by the race, worse than the baseline on validation: {', '.join(dropped)}.")
     if cfg.seeds == 1:
         parts.append(f"With one seed the intervals cover only the sampling of the {n_test} test images, not the "
                      "spread between training runs (about a point of test accuracy for the notebook's CNN): run "

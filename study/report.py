@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from study import devices, locks, parallel, results, runtime, stats
+from study import devices, locks, parallel, racing, results, runtime, stats
 from study.config import BASELINE, OPTIMIZER_COMPARISON, DataConfig, ReportConfig, StudyError, model_identity
 from study.records import MODELS_FOLDER, RUNS_FOLDER, Run, RunStore, Search, find_searches
 from study.search import Parser, add_data_arguments
@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=ReportConfig.seeds, metavar="K",
                    help="retrain every configuration with K seeds and compare them in pairs "
                    f"(default: {ReportConfig.seeds}; 1: a quick look, Wilson interval and McNemar's test)")
+    p.add_argument("--min-seeds", type=int, default=ReportConfig.min_seeds, metavar="M",
+                   help="racing: from M seeds on, an arm worse than the baseline on validation beyond the noise "
+                   f"gets no more seeds (default: {ReportConfig.min_seeds}; M = K: every arm gets K seeds)")
+    p.add_argument("--candidates", type=int, metavar="N", help="race the N best distinct configurations of all "
+                   "the searches together, by their search validation accuracy (default: each search's best)")
     p.add_argument("--seed", type=int, help="first seed (default: the first search's --seed, else 1)")
     p.add_argument("--batch-size", type=int, default=BASELINE.batch_size, help=f"default: {BASELINE.batch_size}")
     p.add_argument("--full-data", action="store_true", help="retrain on every image even if the searches used "
@@ -73,10 +78,12 @@ def load_searches(directory: str | None) -> list[Search]:
 
 def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[ReportConfig, list[str]]:
     """The report's configuration and warnings (searches run on different data)."""
-    for name in ("epochs", "seeds", "batch_size", "subset", "parallel"):
+    for name in ("epochs", "seeds", "batch_size", "subset", "parallel", "candidates"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise StudyError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    if args.min_seeds < 2:
+        raise StudyError(f"--min-seeds must be >= 2 (a paired comparison needs two seeds), got {args.min_seeds}")
     if args.seed is not None and args.seed < 0:
         raise StudyError(f"--seed must be >= 0, got {args.seed}")
     warnings = []
@@ -97,6 +104,7 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
         directory=args.directory or DEFAULT_DIRECTORY, output=args.output, epochs=args.epochs, seeds=args.seeds,
         model=model, seed=seed, batch_size=args.batch_size, data=data, data_from=data_from,
         final_fit=args.final_fit, backend=runtime.keras_backend(), parallel=args.parallel,
+        candidates=args.candidates, min_seeds=args.min_seeds,
     )
     elsewhere = sorted({s.name for s in searches if s.config.backend != cfg.backend})
     if elsewhere:
@@ -154,14 +162,15 @@ def check_output(output: Path) -> None:
 
 # --- what to train ---------------------------------------------------------------------------------
 
-def plan(searches: list[Search], baseline: dict[str, Any],
-         batch_size: int = BASELINE.batch_size) -> dict[str, dict[str, Any]]:
+def plan(searches: list[Search], baseline: dict[str, Any], batch_size: int = BASELINE.batch_size,
+         candidates: int | None = None) -> dict[str, dict[str, Any]]:
     """{arm name: hyperparameters}: the baseline (Adam), SGD, RMSprop and each search's best trial.
 
     Training hyperparameters at the value a configuration naming none trains with (the notebook's, the
     report's batch size) are left out (study.recipe.canonical): the same configuration is one arm's runs.
     Searches whose bests are the same configuration share one arm, named after all of them ("grid best =
     bayesian best"); a search's best that is the baseline's configuration stays an arm of its own, shown as such.
+    `candidates`: the N best distinct configurations of all the searches instead (study.racing.candidates).
     """
     from study.recipe import canonical
 
@@ -170,6 +179,8 @@ def plan(searches: list[Search], baseline: dict[str, Any],
     for optimizer, lr in OPTIMIZER_COMPARISON.items():
         if optimizer != BASELINE.optimizer:
             arms[optimizer] = {**baseline, "optimizer": optimizer, "learning_rate": lr}
+    if candidates is not None:
+        return {**arms, **racing.candidates(searches, candidates, list(arms.values()), batch_size)}
     named: dict[str, tuple[list[str], dict[str, Any]]] = {}  # one arm per distinct configuration
     for s in searches:
         if s.best is not None:
@@ -202,9 +213,15 @@ def jobs(arms: dict[str, dict[str, Any]], cfg: ReportConfig) -> list[tuple[dict[
     return out
 
 
-def saved_runs(store: RunStore, arms: dict[str, dict[str, Any]], cfg: ReportConfig) -> dict[str, list[Run]]:
-    """Each arm's saved run of every seed, in seed order."""
-    return {name: [store.load(hp, s) for s in range(cfg.seed, cfg.seed + cfg.seeds)] for name, hp in arms.items()}
+def race(store: RunStore, arms: dict[str, dict[str, Any]], cfg: ReportConfig, n_test: int | None = None) -> racing.Race:
+    """Where the race stands, replayed from the saved runs (study.racing): the same decisions after any crash."""
+    seeds = range(cfg.seed, cfg.seed + cfg.seeds)
+    return racing.race(arms, lambda hp, seed: store.load(hp, seed, n_test), seeds, cfg.min_seeds)
+
+
+def raced_runs(store: RunStore, arms: dict[str, dict[str, Any]], state: racing.Race) -> dict[str, list[Run]]:
+    """Each arm's saved run of every seed it ran in the race, in seed order."""
+    return {name: [store.load(arms[name], s) for s in state.arms[name].seeds] for name in arms}
 
 
 # --- training --------------------------------------------------------------------------------------
@@ -263,24 +280,32 @@ def _save_weights(model, path: Path) -> None:
 
 
 def train_missing(data, store: RunStore, todo: list[tuple[dict[str, Any], int]], cfg: ReportConfig,
-                  model: ModelFunction | None = None, log=print, verbose: int | str = 2) -> None:
-    """Train every job in `todo` and save each run as soon as it ends; side by side on a GPU (`--parallel`)."""
+                  model: ModelFunction | None = None, log=print, verbose: int | str = 2, ahead: int = 0,
+                  live: str = "") -> None:
+    """Train every job in `todo` and save each run as soon as it ends; side by side on a GPU (`--parallel`).
+
+    `ahead`: retrainings expected after these (the race's later rounds), counted in the time left;
+    `live`: how many arms race ("4 of 6 arms live"), said on every progress line.
+    """
     started, n, done = time.monotonic(), len(todo), [0]
     workers = devices.side_by_side(cfg.parallel, n)
 
     def starting(i: int, job: tuple[dict[str, Any], int]) -> None:
         hp, seed = job
         values = ", ".join(f"{k}={v}" for k, v in hp.items())
-        log(f"[{i}/{n}] retraining seed {seed}, {cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}: {values}")
+        log(f"[{i}/{n}] retraining seed {seed}, {cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}"
+            f"{f', {live}' if live else ''}: {values}")
 
     def saved(i: int, job: tuple[dict[str, Any], int], result: tuple[str, float, float]) -> None:
         path, accuracy, seconds = result
         done[0] += 1
         # Per job as it ran, `workers` at a time: the first jobs side by side end together, so time per
         # completion would count them k times over.
-        left = (time.monotonic() - started) * min(workers, done[0]) / done[0] * (n - done[0]) / workers
+        left = (time.monotonic() - started) * min(workers, done[0]) / done[0] * (n - done[0] + ahead) / workers
+        at_most = f"at most {n - done[0] + ahead} retrainings, " if ahead else ""
         log(f"    {f'[{i}/{n}] ' if workers > 1 else ''}test accuracy {accuracy:.4f} in {seconds:.0f}s, saved as "
-            f"{path}" + (f"; about {left / 60:.0f} min left" if left else ""))
+            f"{path}" + (f"; about {left / 60:.0f} min left ({at_most}{live})" if left and live else
+                         f"; about {left / 60:.0f} min left" if left else ""))
 
     if workers > 1:
         log(f"retraining {workers} at a time, side by side (--parallel)")
@@ -337,15 +362,15 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
     store = RunStore(output / RUNS_FOLDER, cfg.settings(cfg.backend))
     # The notebook's CNN needs no TensorFlow to be planned: rendering alone then imports none.
     model = _load_model(cfg) if cfg.model is not None else None
-    arms = plan(searches, _baseline(model, data), cfg.batch_size)
-    all_jobs = jobs(arms, cfg)
-    todo = [(hp, seed) for hp, seed in all_jobs if store.load(hp, seed, len(data.y_test)) is None]
-    _say_what_is_saved(store, all_jobs, todo, log)
-    if todo or cfg.final_fit:
-        data = None  # its encoded test images are not held twice while training
-        data, model = _train(cfg, store, todo, arms, model, log, verbose)
-    runs = saved_runs(store, arms, cfg)
-    analysis = stats.analyse(runs, data.y_test)
+    arms = plan(searches, _baseline(model, data), cfg.batch_size, cfg.candidates)
+    state = race(store, arms, cfg, len(data.y_test))
+    _say_what_is_saved(store, jobs(arms, cfg), state, cfg, log)
+    if state.todo or cfg.final_fit:
+        n_test, data = len(data.y_test), None  # its encoded test images are not held twice while training
+        data, model = _train(cfg, store, lambda: race(store, arms, cfg, n_test), arms, model, log, verbose)
+        state = race(store, arms, cfg, n_test)
+    runs = raced_runs(store, arms, state)
+    analysis = stats.analyse(runs, data.y_test, dropped={n: a.dropped_after for n, a in state.arms.items()})
     models = models_to_export(runs, analysis, store, cfg)
     invocation = {"command": command, "seconds": time.monotonic() - started}
     _write(output, cfg, data, searches, runs, analysis, warnings, invocation,
@@ -355,9 +380,10 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
     return output
 
 
-def _train(cfg: ReportConfig, store: RunStore, todo: list, arms: dict[str, dict[str, Any]],
+def _train(cfg: ReportConfig, store: RunStore, racer: Callable[[], racing.Race], arms: dict[str, dict[str, Any]],
            model: ModelFunction | None, log, verbose: int | str) -> tuple[Any, ModelFunction]:
-    """Load every image, retrain `todo` (and the final fit); returns the data without its training images."""
+    """Load every image, run the race round by round (and the final fit); returns the data without its training
+    images. `racer()`: where the race stands now, from the saved runs."""
     from study.data import load_dataset
 
     # Before any retraining is saved: bad data leaves no trace. The test images stay encoded until each
@@ -365,11 +391,18 @@ def _train(cfg: ReportConfig, store: RunStore, todo: list, arms: dict[str, dict[
     # whose allocations then reuse what decoding freed.
     data = load_dataset(cfg.data, keep_test="encoded")
     model = model or _load_model(cfg)
-    if todo:
-        train_missing(data, store, todo, cfg, model=model, log=log, verbose=verbose)
+    state = racer()
+    while state.todo:
+        log(f"round {state.round + 1} of {cfg.seeds} (seed {cfg.seed + state.round}): {state.live_text()}"
+            + "".join(f"; {name} dropped after {a.dropped_after} seeds" for name, a in state.arms.items()
+                      if a.dropped_after == state.round))
+        train_missing(data, store, state.todo, cfg, model=model, log=log, verbose=verbose,
+                      ahead=state.left - len(state.todo), live=state.live_text())
+        state = racer()
     if cfg.final_fit:
-        runs = saved_runs(store, arms, cfg)
-        hyperparameters = runs[stats.analyse(runs, data.y_test).recommended][0].hyperparameters
+        runs = raced_runs(store, arms, state)
+        dropped = {n: a.dropped_after for n, a in state.arms.items()}
+        hyperparameters = runs[stats.analyse(runs, data.y_test, dropped=dropped).recommended][0].hyperparameters
         final_fit(data, store, hyperparameters, cfg, model, log, verbose)
     # The last model's graphs and input pipeline hold the training images: gone with the session. What
     # rendering needs of the data is small: 0.15 GB less at the report's peak on CIFAR-10.
@@ -395,9 +428,12 @@ def _baseline(model: ModelFunction | None, data) -> dict[str, Any]:
     return model_lib.default_hyperparameters(model, data.input_shape, data.num_classes)
 
 
-def _say_what_is_saved(store: RunStore, all_jobs: list, todo: list, log) -> None:
-    saved = len(all_jobs) - len(todo)
-    log(f"retrainings: {saved} of {len(all_jobs)} already saved in {store.folder}, {len(todo)} to train")
+def _say_what_is_saved(store: RunStore, all_jobs: list, state: racing.Race, cfg: ReportConfig, log) -> None:
+    total = state.saved + state.left
+    racing_on = cfg.min_seeds < cfg.seeds
+    log(f"retrainings: {state.saved} of {'at most ' if racing_on and state.left else ''}{total} already saved in "
+        f"{store.folder}, {state.left} to train" + (f" (racing from {cfg.min_seeds} seeds: an arm worse than the "
+                                                   "baseline on validation gets no more)" if racing_on else ""))
     other = store.other_settings(all_jobs)
     if other:
         what = ", ".join(f"{name} ({n})" for name, n in other.items())

@@ -1,9 +1,11 @@
 """Runs `study.search.main` (or `study.report.main`) and SIGKILLs itself at a chosen moment, for the crash tests.
 
-Usage: python tests/crash_runner.py [--no-tensorflow] POINT -- SEARCH_ARGS...
-       python tests/crash_runner.py [--no-tensorflow] POINT -- report REPORT_ARGS...
+Usage: python tests/crash_runner.py [--no-tensorflow] [--crafted FILE] POINT -- SEARCH_ARGS...
+       python tests/crash_runner.py [--no-tensorflow] [--crafted FILE] POINT -- report REPORT_ARGS...
 --no-tensorflow makes `import tensorflow` fail in this process, as where TensorFlow is not installed
 (with KERAS_BACKEND=jax or torch: on TensorFlow's own backend Keras itself cannot start then).
+--crafted FILE: the report's retrainings train nothing; FILE (JSON) gives each one's accuracy,
+{optimizer: {seed: accuracy}}, as test and final validation accuracy (racing tests choose them).
 POINT is one of
   batch:N                  while training, at the N-th batch this process draws (mid-trial)
   trial-begin:N            as the N-th trial of this process starts (between trials)
@@ -86,11 +88,34 @@ def _arm(point: str) -> None:
         raise SystemExit(f"unknown crash point {point!r}")
 
 
+def _craft(path: str) -> None:
+    import json
+
+    import numpy as np
+
+    from study import report
+
+    accuracies = json.loads(open(path).read())
+
+    def retrain(data, hyperparameters, seed, cfg, **kwargs):
+        acc = accuracies[hyperparameters["optimizer"]][str(seed)]
+        n = len(data.y_test)
+        y_pred = np.where(np.arange(n) < round(acc * n), data.y_test, (data.y_test + 1) % data.num_classes)
+        history = {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.0], "val_accuracy": [acc]}
+        return report.Run(dict(hyperparameters), seed, history, 1.0, float(np.mean(y_pred == data.y_test)), 1.0,
+                          y_pred, f"w{seed}", settings=cfg.settings(cfg.backend))
+
+    report.retrain = retrain
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args[0] == "--no-tensorflow":
         sys.modules["tensorflow"] = None  # every `import tensorflow...` now raises ImportError
         args = args[1:]
+    if args[0] == "--crafted":
+        _craft(args[1])
+        args = args[2:]
     point, sep, *argv = args
     assert sep == "--"
     if point != "none":

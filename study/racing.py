@@ -1,0 +1,150 @@
+"""Racing the report's arms over paired seeds: a clear loser gets no more seeds.
+
+Arms get seeds round by round: every live arm runs seed s before any runs seed s+1. From
+`min_seeds` seeds on, an arm whose validation accuracy is worse than the baseline's beyond the noise
+(paired by seed, Holm over the arms still live) is dropped: it gets no more seeds. As irace races
+candidates with `t-test-holm`, but against the baseline, which is never dropped.
+
+Every decision is a pure function of the saved runs: a report killed at any point and rerun makes
+the same decisions as one that ran through. The statistics are `study.stats`'s; the test set
+plays no part (the validation split decides, the test set only reports).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from study import stats
+
+Saved = Callable[[dict[str, Any], int], Any]  # (hyperparameters, seed) -> the saved run (study.records.Run) or None
+
+
+def candidates(searches: Sequence[Any], n: int, taken: Sequence[dict[str, Any]],
+               batch_size: int) -> dict[str, dict[str, Any]]:
+    """{name: hyperparameters}: the `n` best distinct configurations of all the searches by search validation accuracy.
+
+    A configuration tried several times (Hyperband's rounds) counts at its best; one in `taken` (the
+    baseline and optimizer arms, always in) is not a candidate. Names say where each comes from:
+    "hyperband best", "hyperband #2" (its search's second best), "grid best = bayesian #3" (found by both).
+    """
+    from study import results
+    from study.recipe import canonical
+
+    found: dict[str, dict[str, Any]] = {}  # configuration: its hyperparameters, best score, names
+    for order, s in enumerate(searches):
+        done = s.trials[(s.trials["status"] == "COMPLETED") & s.trials["val_accuracy"].notna()]
+        done = done.sort_values("trial_id", key=lambda ids: ids.map(results.run_order), kind="stable")
+        best: dict[str, tuple[float, dict[str, Any]]] = {}
+        for _, trial in done.iterrows():
+            hp = canonical({k: _plain(trial[k]) for k in results.hyperparameter_columns(s.trials)}, batch_size)
+            key, score = json.dumps(hp, sort_keys=True), float(trial["val_accuracy"])
+            if key not in best or score > best[key][0]:
+                best[key] = (score, hp)
+        ranked = sorted(best.items(), key=lambda item: -item[1][0])  # stable: the earliest trial on a tie
+        for rank, (key, (score, hp)) in enumerate(ranked, 1):
+            entry = found.setdefault(key, {"hp": hp, "score": score, "order": (order, rank), "names": []})
+            entry["names"].append(f"{s.name} {'best' if rank == 1 else f'#{rank}'}")
+            entry["score"] = max(entry["score"], score)
+    taken_keys = {json.dumps(hp, sort_keys=True) for hp in taken}
+    field = sorted((e for k, e in found.items() if k not in taken_keys), key=lambda e: (-e["score"], e["order"]))
+    return {" = ".join(e["names"]): e["hp"] for e in field[:n]}
+
+
+def _plain(value: Any) -> Any:
+    """A trials-table value as the Python value Keras Tuner gave the model (str, bool, int or float)."""
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """How far an arm got: the seeds it ran (or runs this round), and the number of seeds it was dropped after."""
+
+    seeds: tuple[int, ...]
+    dropped_after: int | None = None
+
+
+@dataclass(frozen=True)
+class Race:
+    """Where the race stands, given the saved runs."""
+
+    arms: dict[str, Arm]
+    todo: list[tuple[dict[str, Any], int]]  # the missing runs of the round under way, each configuration once
+    round: int  # seeds run by every live arm before this round; len(seeds) when the race is over
+    left: int  # retrainings still to run, this round's included, if no other arm is dropped (at most)
+    saved: int  # retrainings the race has used so far, saved
+
+    @property
+    def live(self) -> list[str]:
+        return [name for name, arm in self.arms.items() if arm.dropped_after is None]
+
+    def live_text(self) -> str:
+        """"4 of 6 arms live" """
+        return f"{len(self.live)} of {len(self.arms)} arms live"
+
+
+def race(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int], min_seeds: int,
+         baseline: str = "baseline") -> Race:
+    """Replay the race on the saved runs up to the first round with a run missing.
+
+    `arms`: {name: hyperparameters}, the baseline among them. `min_seeds` >= len(seeds): no racing.
+    """
+    saved = _remembered(saved)
+    dropped: dict[str, int] = {}
+    for r, seed in enumerate(seeds):
+        live = [name for name in arms if name not in dropped]
+        if r >= min_seeds:
+            val = {name: {s: saved(arms[name], s).final_val_accuracy for s in seeds[:r]} for name in live}
+            dropped.update({name: r for name in drops(val, arms, baseline)})
+            live = [name for name in live if name not in dropped]
+        todo = _distinct([(arms[name], seed) for name in live if saved(arms[name], seed) is None])
+        if todo:
+            return _state(arms, saved, seeds, r, dropped, todo)
+    return _state(arms, saved, seeds, len(seeds), dropped, [])
+
+
+def drops(val: Mapping[str, Mapping[int, float]], arms: Mapping[str, dict[str, Any]],
+          baseline: str = "baseline") -> list[str]:
+    """The arms whose validation accuracy ({name: {seed: accuracy}}) is worse than the baseline's beyond the noise.
+
+    Paired by seed; Holm over every arm compared. An arm with the baseline's configuration is not compared.
+    """
+    compared = {name: stats.compare_paired_seeds(val[baseline], seeds) for name, seeds in val.items()
+                if name != baseline and arms[name] != arms[baseline]}
+    return [name for name, c in stats.holm(compared).items() if stats.verdict(c) == "worse"]
+
+
+def _remembered(saved: Saved) -> Saved:
+    """`saved`, each run read once: a round's decisions read the runs of every round before it."""
+    known: dict[str, Any] = {}
+
+    def load(hyperparameters: dict[str, Any], seed: int) -> Any:
+        key = json.dumps([hyperparameters, seed], sort_keys=True)
+        if key not in known:
+            known[key] = saved(hyperparameters, seed)
+        return known[key]
+
+    return load
+
+
+def _distinct(jobs: list[tuple[dict[str, Any], int]]) -> list[tuple[dict[str, Any], int]]:
+    """Each (hyperparameters, seed) once: two arms with one configuration share its runs."""
+    return list({json.dumps(job, sort_keys=True): job for job in jobs}.values())
+
+
+def _state(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int], r: int, dropped: dict[str, int],
+           todo: list[tuple[dict[str, Any], int]]) -> Race:
+    ran = {name: tuple(seeds[:dropped.get(name, min(r + 1, len(seeds)))]) for name in arms}
+    used = _distinct([(arms[name], s) for name, ss in ran.items() for s in ss])
+    later = _distinct([(arms[name], s) for name in arms if name not in dropped for s in seeds[r + 1:]])
+    left = len(todo) + sum(saved(hp, s) is None for hp, s in later)
+    return Race({name: Arm(ran[name], dropped.get(name)) for name in arms}, todo, r, left, len(used) - len(todo))

@@ -1,0 +1,119 @@
+"""Racing: round by round, a clear loser on validation gets no more seeds, and every decision replays from saved runs.
+
+The runs are stand-ins holding a validation accuracy: the race reads nothing else.
+"""
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from study import racing
+
+ARMS = {"baseline": {"o": "adam"}, "sgd": {"o": "sgd"}, "rmsprop": {"o": "rmsprop"}, "grid best": {"o": "adam"}}
+SEEDS = [1, 2, 3, 4, 5]
+
+
+class Store:
+    """Saved runs by (hyperparameters, seed); `trained` records what the race asked for, in order."""
+
+    def __init__(self, val):
+        self.val, self.runs, self.trained = val, {}, []
+
+    def saved(self, hp, seed):
+        return self.runs.get(json.dumps([hp, seed], sort_keys=True))
+
+    def train(self, hp, seed):
+        self.trained.append((hp["o"], seed))
+        self.runs[json.dumps([hp, seed], sort_keys=True)] = SimpleNamespace(final_val_accuracy=self.val[hp["o"]][seed])
+
+
+def _run_race(store, arms=ARMS, min_seeds=3, seeds=SEEDS, stop_after=None):
+    """The report's loop: race, train the round's missing runs, race again; `stop_after` trainings: a crash."""
+    while True:
+        state = racing.race(arms, store.saved, seeds, min_seeds)
+        for hp, seed in state.todo:
+            if stop_after is not None and len(store.trained) == stop_after:
+                return state
+            store.train(hp, seed)
+        if not state.todo:
+            return state
+
+
+VAL = {"adam": {s: 0.70 + 0.01 * (s % 2) for s in SEEDS},
+       "sgd": {s: 0.55 + 0.01 * (s % 3) for s in SEEDS},  # 15 points worse: dropped after 3 seeds
+       "rmsprop": {s: 0.70 + 0.01 * ((s + 1) % 2) for s in SEEDS}}  # as good, in turn: never dropped
+
+
+def test_a_clear_loser_is_dropped_after_min_seeds_and_every_live_arm_gets_seed_s_before_any_gets_s_plus_1():
+    store = Store(VAL)
+    state = _run_race(store)
+    assert state.todo == [] and state.round == 5 and state.left == 0
+    assert state.arms["sgd"] == racing.Arm((1, 2, 3), 3)
+    assert state.arms["rmsprop"] == racing.Arm((1, 2, 3, 4, 5), None)
+    assert state.arms["grid best"] == racing.Arm((1, 2, 3, 4, 5), None)  # the baseline's configuration: not compared
+    assert state.live == ["baseline", "rmsprop", "grid best"] and state.live_text() == "3 of 4 arms live"
+    # Round by round; the baseline's configuration trained once per seed although two arms have it.
+    assert store.trained == [(o, s) for s in (1, 2, 3) for o in ("adam", "sgd", "rmsprop")] + \
+        [(o, s) for s in (4, 5) for o in ("adam", "rmsprop")]
+    assert state.saved == 13 == len(store.trained)
+
+
+def test_min_seeds_at_the_number_of_seeds_turns_racing_off():
+    store = Store(VAL)
+    state = _run_race(store, min_seeds=5)
+    assert all(arm == racing.Arm(tuple(SEEDS), None) for arm in state.arms.values())
+    assert len(store.trained) == 15 and state.saved == 15
+
+
+def test_a_race_killed_anywhere_and_rerun_makes_the_same_decisions():
+    whole = Store(VAL)
+    expected = _run_race(whole)
+    for crash in range(len(whole.trained)):
+        store = Store(VAL)
+        _run_race(store, stop_after=crash)
+        assert _run_race(store) == expected and store.trained == whole.trained
+
+
+def test_what_is_left_counts_this_round_and_the_later_rounds_of_the_live_arms():
+    store = Store(VAL)
+    state = racing.race(ARMS, store.saved, SEEDS, 3)
+    assert state.round == 0 and state.left == 15 and state.saved == 0  # 3 configurations x 5 seeds, at most
+    assert state.todo == [(ARMS["baseline"], 1), (ARMS["sgd"], 1), (ARMS["rmsprop"], 1)]
+    assert state.arms["sgd"].seeds == (1,)  # running this round
+    _run_race(store, stop_after=10)
+    state = racing.race(ARMS, store.saved, SEEDS, 3)
+    assert state.round == 3 and state.todo == [(ARMS["rmsprop"], 4)]  # sgd dropped: 4 left, not 6
+    assert state.left == 3 and state.saved == 10 and state.arms["sgd"].dropped_after == 3
+
+
+def test_runs_saved_beyond_the_race_change_no_decision():
+    """Runs of a dropped arm's later seeds (from a fixed report in the same folder) are not used."""
+    store = Store(VAL)
+    for o in ("adam", "sgd", "rmsprop"):
+        for s in SEEDS:
+            store.train({"o": o}, s)
+    state = racing.race(ARMS, store.saved, SEEDS, 3)
+    assert state.todo == [] and state.arms["sgd"] == racing.Arm((1, 2, 3), 3) and state.saved == 13
+
+
+def _t_p_df2(t):
+    return 1 - abs(t) / math.sqrt(t * t + 2)
+
+
+def test_drops_are_worse_beyond_the_noise_with_holm_over_the_live_arms():
+    base = {1: 0.70, 2: 0.70, 3: 0.70}
+    worse = {1: 0.68, 2: 0.66, 3: 0.67}  # -2, -4, -3 points: t = -3 sqrt 3, p = 0.035 with 2 df
+    assert _t_p_df2(3 * math.sqrt(3)) == pytest.approx(0.0351, abs=1e-4)
+    noise = {1: 0.71, 2: 0.69, 3: 0.70}
+    better = {1: 0.72, 2: 0.74, 3: 0.73}
+    arms = {"baseline": {"o": 0}, "w": {"o": 1}, "n": {"o": 2}, "b": {"o": 3}}
+    assert racing.drops({"baseline": base, "w": worse}, arms) == ["w"]
+    # Holm over two arms: 2 x 0.035 = 0.07, not below 0.05: not dropped.
+    assert racing.drops({"baseline": base, "w": worse, "n": noise}, arms) == []
+    # Better beyond the noise is never dropped.
+    assert racing.drops({"baseline": base, "b": better}, arms) == []
+    # The baseline's configuration under another name: not compared, never dropped, whatever it reads.
+    assert racing.drops({"baseline": base, "same": worse}, {**arms, "same": {"o": 0}}) == []

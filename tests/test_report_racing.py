@@ -1,0 +1,135 @@
+"""`python -m study.report` races its arms: round by round, a clear loser gets no more seeds, after a crash too.
+
+Retrainings are crafted (no training): accuracies chosen so that SGD is worse than the baseline
+beyond the noise after 3 seeds and RMSprop is not.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from study import racing, report
+
+RUNNER = Path(__file__).with_name("crash_runner.py")
+ROOT = Path(__file__).resolve().parents[1]
+# Test and final validation accuracy of each retraining, on 20 test images: multiples of 0.05.
+ACCURACY = {"adam": {1: .50, 2: .55, 3: .60, 4: .55, 5: .50},
+            "sgd": {1: .20, 2: .30, 3: .25, 4: .30, 5: .30},  # -30, -25, -35 points: t = -10.4, Holm p 0.018
+            "rmsprop": {1: .55, 2: .55, 3: .65, 4: .60, 5: .60}}
+
+
+def _retrain(calls):
+    def retrain(data, hyperparameters, seed, cfg, **kwargs):
+        calls.append((hyperparameters["optimizer"], seed))
+        acc = ACCURACY[hyperparameters["optimizer"]][seed]
+        n = len(data.y_test)
+        y_pred = np.where(np.arange(n) < round(acc * n), data.y_test, (data.y_test + 1) % data.num_classes)
+        history = {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.0], "val_accuracy": [acc]}
+        return report.Run(dict(hyperparameters), seed, history, 1.0, float(np.mean(y_pred == data.y_test)), 1.0,
+                          y_pred, f"w{seed}", settings=cfg.settings("tensorflow"))
+
+    return retrain
+
+
+def _argv(data: Path, tmp_path: Path, out: str, *extra: str) -> list[str]:
+    (tmp_path / "searches").mkdir(exist_ok=True)
+    return ["--data-dir", str(data), "--directory", str(tmp_path / "searches"), "--output", str(tmp_path / out),
+            "--epochs", "1", "--seeds", "5", *extra]
+
+
+def test_the_report_drops_a_clear_loser_after_min_seeds_round_by_round(tiny_data, tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(report, "retrain", _retrain(calls))
+    assert report.main(_argv(tiny_data, tmp_path, "out")) == 0
+    assert calls == [(o, s) for s in (1, 2, 3) for o in ("adam", "sgd", "rmsprop")] + \
+        [(o, s) for s in (4, 5) for o in ("adam", "rmsprop")]
+    out = capsys.readouterr().out
+    assert "retrainings: 0 of at most 15 already saved" in out and "round 4 of 5 (seed 4): 2 of 3 arms live; " \
+        "sgd dropped after 3 seeds" in out
+    assert "retraining seed 4, 1 epoch, 2 of 3 arms live: optimizer=adam" in out
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    arms = metrics["arms"]
+    assert (arms["sgd"]["seeds"], arms["sgd"]["dropped_after"]) == ([1, 2, 3], 3)
+    assert (arms["rmsprop"]["seeds"], arms["rmsprop"]["dropped_after"]) == ([1, 2, 3, 4, 5], None)
+    assert arms["baseline"]["seeds"] == [1, 2, 3, 4, 5]
+    rows = {r["name"]: r for r in metrics["comparison"]}
+    assert rows["sgd"]["pairs"] == 3 and rows["sgd"]["test_accuracy"] == pytest.approx(0.25)
+    assert rows["sgd"]["diff_vs_baseline"] == pytest.approx(-0.30)  # against the baseline's seeds 1-3
+    assert metrics["recommendation"]["challenger"] == "rmsprop" and metrics["config"]["min_seeds"] == 3
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "Dropped by the race, worse than the baseline on validation: sgd after 3 seeds." in text
+    assert "**Dropped by the race:** sgd after 3 seeds" in text and "| 3, dropped " in text
+    assert "(racing: from 3 seeds on" in text
+    table = pd.read_csv(tmp_path / "out" / "tables" / "final_comparison.csv").set_index("configuration")
+    assert table.loc["sgd", "dropped_after"] == 3 and pd.isna(table.loc["rmsprop", "dropped_after"])
+
+    # --min-seeds 5: every arm gets every seed; only SGD's two missing seeds are trained.
+    calls.clear()
+    assert report.main(_argv(tiny_data, tmp_path, "out", "--min-seeds", "5")) == 0
+    assert calls == [("sgd", 4), ("sgd", 5)]
+    arms = json.loads((tmp_path / "out" / "metrics.json").read_text())["arms"]
+    assert arms["sgd"]["seeds"] == [1, 2, 3, 4, 5] and arms["sgd"]["dropped_after"] is None
+    # Racing again on the same runs: the same decisions, SGD's later runs unused.
+    assert report.main(_argv(tiny_data, tmp_path, "out")) == 0
+    arms = json.loads((tmp_path / "out" / "metrics.json").read_text())["arms"]
+    assert arms["sgd"]["seeds"] == [1, 2, 3] and arms["sgd"]["dropped_after"] == 3 and len(calls) == 2
+
+
+def _report(argv: list[str], point: str, crafted: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(RUNNER), "--crafted", str(crafted), point, "--", "report", *argv],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_sigkill_mid_race_then_rerun_makes_the_same_decisions_and_numbers(tiny_data, tmp_path):
+    crafted = tmp_path / "accuracies.json"
+    crafted.write_text(json.dumps(ACCURACY))
+    whole = _report(_argv(tiny_data, tmp_path, "whole"), "none", crafted)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    argv = _argv(tiny_data, tmp_path, "crashed")
+    killed = _report(argv, "run-saved:10", crafted)  # in round 4, after the baseline's seed 4
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    rerun = _report(argv, "none", crafted)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "retrainings: 10 of at most 13 already saved" in rerun.stdout
+    assert sum("] retraining seed" in line for line in rerun.stdout.splitlines()) == 3
+    expected, got = (json.loads((tmp_path / out / "metrics.json").read_text()) for out in ("whole", "crashed"))
+    for key in ("arms", "comparison", "recommendation"):
+        assert json.dumps(got[key], sort_keys=True) == json.dumps(expected[key], sort_keys=True), key
+    assert got["arms"]["sgd"]["dropped_after"] == 3
+
+
+def _search(name, rows):
+    trials = pd.DataFrame([{"trial_id": f"{i:02d}", "status": "COMPLETED", "val_accuracy": v, "optimizer": o,
+                            "learning_rate": lr} for i, (o, lr, v) in enumerate(rows)])
+    return SimpleNamespace(name=name, trials=trials)
+
+
+def test_candidates_are_the_best_distinct_configurations_of_all_searches():
+    grid = _search("grid", [("adam", 1e-3, 0.80), ("sgd", 0.01, 0.60), ("adam", 1e-4, 0.70)])
+    hyperband = _search("hyperband", [("rmsprop", 1e-3, 0.60), ("rmsprop", 1e-3, 0.75),  # a later round: its best
+                                      ("adam", 1e-4, 0.65), ("sgd", 0.1, 0.72)])
+    taken = [{"optimizer": "adam", "learning_rate": 1e-3}]  # the baseline: always in, not a candidate
+    field = racing.candidates([grid, hyperband], 3, taken, 64)
+    assert field == {"hyperband best": {"optimizer": "rmsprop", "learning_rate": 1e-3},
+                     "hyperband #2": {"optimizer": "sgd", "learning_rate": 0.1},
+                     "grid #2 = hyperband #3": {"optimizer": "adam", "learning_rate": 1e-4}}
+    assert list(racing.candidates([grid, hyperband], 1, taken, 64)) == ["hyperband best"]
+    assert len(racing.candidates([grid, hyperband], 10, taken, 64)) == 4  # every distinct one there is
+
+
+@pytest.mark.parametrize("extra, message", [(["--min-seeds", "1"], "--min-seeds must be >= 2"),
+                                            (["--candidates", "0"], "--candidates must be > 0")])
+def test_bad_racing_flags_are_one_line_and_exit_2(tmp_path, capsys, extra, message):
+    (tmp_path / "searches").mkdir()
+    assert report.main(["--directory", str(tmp_path / "searches"), "--output", str(tmp_path / "out"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
