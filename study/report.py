@@ -429,11 +429,12 @@ def _baseline(model: ModelFunction | None, data) -> dict[str, Any]:
 
 
 def _say_what_is_saved(store: RunStore, all_jobs: list, state: racing.Race, cfg: ReportConfig, log) -> None:
-    total = state.saved + state.left
-    racing_on = cfg.min_seeds < cfg.seeds
-    log(f"retrainings: {state.saved} of {'at most ' if racing_on and state.left else ''}{total} already saved in "
-        f"{store.folder}, {state.left} to train" + (f" (racing from {cfg.min_seeds} seeds: an arm worse than the "
-                                                   "baseline on validation gets no more)" if racing_on else ""))
+    if cfg.min_seeds < cfg.seeds:
+        log(f"retrainings: {state.saved} already saved in {store.folder}, at most {state.left} to train (racing from "
+            f"{cfg.min_seeds} seeds: an arm worse than the baseline on validation gets no more)")
+    else:
+        log(f"retrainings: {state.saved} of {state.saved + state.left} already saved in {store.folder}, "
+            f"{state.left} to train")
     other = store.other_settings(all_jobs)
     if other:
         what = ", ".join(f"{name} ({n})" for name, n in other.items())

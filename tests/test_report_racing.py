@@ -52,7 +52,7 @@ def test_the_report_drops_a_clear_loser_after_min_seeds_round_by_round(tiny_data
     assert calls == [(o, s) for s in (1, 2, 3) for o in ("adam", "sgd", "rmsprop")] + \
         [(o, s) for s in (4, 5) for o in ("adam", "rmsprop")]
     out = capsys.readouterr().out
-    assert "retrainings: 0 of at most 15 already saved" in out and "round 4 of 5 (seed 4): 2 of 3 arms live; " \
+    assert "retrainings: 0 already saved in" in out and "at most 15 to train (racing from 3 seeds" in out and "round 4 of 5 (seed 4): 2 of 3 arms live; " \
         "sgd dropped after 3 seeds" in out
     assert "retraining seed 4, 1 epoch, 2 of 3 arms live: optimizer=adam" in out
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -99,7 +99,7 @@ def test_sigkill_mid_race_then_rerun_makes_the_same_decisions_and_numbers(tiny_d
     assert killed.returncode == -9, killed.stderr[-3000:]
     rerun = _report(argv, "none", crafted)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "retrainings: 10 of at most 13 already saved" in rerun.stdout
+    assert "retrainings: 10 already saved in" in rerun.stdout and "at most 3 to train" in rerun.stdout
     assert sum("] retraining seed" in line for line in rerun.stdout.splitlines()) == 3
     expected, got = (json.loads((tmp_path / out / "metrics.json").read_text()) for out in ("whole", "crashed"))
     for key in ("arms", "comparison", "recommendation"):
