@@ -8,6 +8,7 @@ import json
 import math
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from study import racing
@@ -32,7 +33,7 @@ class Store:
 
 def _run_race(store, arms=ARMS, min_seeds=3, seeds=SEEDS, stop_after=None):
     """The report's loop: race, train the round's missing runs, race again; `stop_after` trainings: a crash."""
-    while True:
+    for _ in range(len(seeds) + 1):  # a round per seed, and the last look: a race that never ends fails
         state = racing.race(arms, store.saved, seeds, min_seeds)
         for hp, seed in state.todo:
             if stop_after is not None and len(store.trained) == stop_after:
@@ -40,6 +41,7 @@ def _run_race(store, arms=ARMS, min_seeds=3, seeds=SEEDS, stop_after=None):
             store.train(hp, seed)
         if not state.todo:
             return state
+    raise AssertionError(f"the race did not end after {len(seeds)} rounds: {state}")
 
 
 VAL = {"adam": {s: 0.70 + 0.01 * (s % 2) for s in SEEDS},
@@ -71,7 +73,7 @@ def test_min_seeds_at_the_number_of_seeds_turns_racing_off():
 def test_a_race_killed_anywhere_and_rerun_makes_the_same_decisions():
     whole = Store(VAL)
     expected = _run_race(whole)
-    for crash in range(len(whole.trained)):
+    for crash in (0, 2, 8, 9, 10, 12):  # at the start, within rounds 1 and 4, at the end of round 3 (the drop)
         store = Store(VAL)
         _run_race(store, stop_after=crash)
         assert _run_race(store) == expected and store.trained == whole.trained
@@ -117,3 +119,32 @@ def test_drops_are_worse_beyond_the_noise_with_holm_over_the_live_arms():
     assert racing.drops({"baseline": base, "b": better}, arms) == []
     # The baseline's configuration under another name: not compared, never dropped, whatever it reads.
     assert racing.drops({"baseline": base, "same": worse}, {**arms, "same": {"o": 0}}) == []
+
+
+def _search(name, rows):
+    trials = pd.DataFrame([{"trial_id": f"{i:02d}", "status": "COMPLETED", "val_accuracy": v, "optimizer": o,
+                            "learning_rate": lr} for i, (o, lr, v) in enumerate(rows)])
+    return SimpleNamespace(name=name, trials=trials)
+
+
+def test_candidates_are_the_best_distinct_configurations_of_all_searches():
+    grid = _search("grid", [("adam", 1e-3, 0.80), ("sgd", 0.01, 0.60), ("adam", 1e-4, 0.70)])
+    hyperband = _search("hyperband", [("rmsprop", 1e-3, 0.60), ("rmsprop", 1e-3, 0.75),  # a later round: its best
+                                      ("adam", 1e-4, 0.65), ("sgd", 0.1, 0.72)])
+    taken = [{"optimizer": "adam", "learning_rate": 1e-3}]  # the baseline: always in, not a candidate
+    field = racing.candidates([grid, hyperband], 3, taken, 64)
+    assert field == {"hyperband best": {"optimizer": "rmsprop", "learning_rate": 1e-3},
+                     "hyperband #2": {"optimizer": "sgd", "learning_rate": 0.1},
+                     "grid #2 = hyperband #3": {"optimizer": "adam", "learning_rate": 1e-4}}
+    assert list(racing.candidates([grid, hyperband], 1, taken, 64)) == ["hyperband best"]
+    assert len(racing.candidates([grid, hyperband], 10, taken, 64)) == 4  # every distinct one there is
+
+
+def test_the_baseline_can_have_another_name():
+    arms = {"adam": {"o": "adam"}, "sgd": {"o": "sgd"}}
+    store = Store(VAL)
+    for _ in range(6):
+        state = racing.race(arms, store.saved, SEEDS, 3, baseline="adam")
+        for hp, seed in state.todo:
+            store.train(hp, seed)
+    assert state.todo == [] and state.arms["sgd"].dropped_after == 3 and state.arms["adam"].seeds == tuple(SEEDS)

@@ -10,13 +10,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from study import racing, report
+from study import report
 
 RUNNER = Path(__file__).with_name("crash_runner.py")
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,25 +104,6 @@ def test_sigkill_mid_race_then_rerun_makes_the_same_decisions_and_numbers(tiny_d
     for key in ("arms", "comparison", "recommendation"):
         assert json.dumps(got[key], sort_keys=True) == json.dumps(expected[key], sort_keys=True), key
     assert got["arms"]["sgd"]["dropped_after"] == 3
-
-
-def _search(name, rows):
-    trials = pd.DataFrame([{"trial_id": f"{i:02d}", "status": "COMPLETED", "val_accuracy": v, "optimizer": o,
-                            "learning_rate": lr} for i, (o, lr, v) in enumerate(rows)])
-    return SimpleNamespace(name=name, trials=trials)
-
-
-def test_candidates_are_the_best_distinct_configurations_of_all_searches():
-    grid = _search("grid", [("adam", 1e-3, 0.80), ("sgd", 0.01, 0.60), ("adam", 1e-4, 0.70)])
-    hyperband = _search("hyperband", [("rmsprop", 1e-3, 0.60), ("rmsprop", 1e-3, 0.75),  # a later round: its best
-                                      ("adam", 1e-4, 0.65), ("sgd", 0.1, 0.72)])
-    taken = [{"optimizer": "adam", "learning_rate": 1e-3}]  # the baseline: always in, not a candidate
-    field = racing.candidates([grid, hyperband], 3, taken, 64)
-    assert field == {"hyperband best": {"optimizer": "rmsprop", "learning_rate": 1e-3},
-                     "hyperband #2": {"optimizer": "sgd", "learning_rate": 0.1},
-                     "grid #2 = hyperband #3": {"optimizer": "adam", "learning_rate": 1e-4}}
-    assert list(racing.candidates([grid, hyperband], 1, taken, 64)) == ["hyperband best"]
-    assert len(racing.candidates([grid, hyperband], 10, taken, 64)) == 4  # every distinct one there is
 
 
 @pytest.mark.parametrize("extra, message", [(["--min-seeds", "1"], "--min-seeds must be >= 2"),

@@ -303,3 +303,61 @@ def test_one_test_image_gained_in_each_of_five_seeds_is_noise():
     assert c.test == "paired t, images" and c.diff == pytest.approx(0.001) and c.better == 5 and c.pairs == 5
     assert c.ci_low < 0 < c.ci_high and c.p_value > 0.5 and stats.verdict(c) == "noise"
     assert not stats.beats_baseline(c)
+
+
+def test_wilson_at_the_edges_and_at_another_confidence():
+    assert all(math.isnan(v) for v in stats.wilson_interval(0, 0))
+    z = 1.6448536269514722  # standard normal 95% quantile: a 90% interval
+    for k, n, zz, confidence in ((1, 1, Z, 0.95), (7, 10, z, 0.90)):
+        p = k / n
+        centre = (p + zz * zz / (2 * n)) / (1 + zz * zz / n)
+        half = zz * math.sqrt(p * (1 - p) / n + zz * zz / (4 * n * n)) / (1 + zz * zz / n)
+        assert stats.wilson_interval(k, n, confidence) == pytest.approx((centre - half, centre + half), abs=1e-9)
+
+
+def test_summaries_hold_every_number_by_name():
+    one = stats.summarize([0.7], 100)
+    assert one.keys() == {"test_accuracy", "test_accuracy_std", "ci_low", "ci_high", "interval"}
+    assert one["test_accuracy"] == 0.7 and math.isnan(one["test_accuracy_std"]) and one["interval"] == "Wilson"
+    assert (one["ci_low"], one["ci_high"]) == stats.wilson_interval(70, 100)
+    several = stats.summarize([0.70, 0.72, 0.71], 100)
+    assert several.keys() == one.keys() and several["interval"] == "t"
+    assert several["test_accuracy"] == pytest.approx(0.71) and several["test_accuracy_std"] == pytest.approx(0.01)
+    assert (several["ci_low"], several["ci_high"]) == stats.mean_interval([0.70, 0.72, 0.71])
+    runs = [SimpleNamespace(seed=s, test_accuracy=a, test_loss=loss, seconds=sec,
+                            history={"accuracy": [0.3, 0.5, tr], "val_accuracy": val})
+            for s, a, loss, sec, tr, val in ((3, 0.6, 1.0, 10.0, 0.8, [0.4, 0.7, 0.6]),
+                                             (4, 0.7, 2.0, 20.0, 0.9, [0.5, 0.6, 0.65]))]
+    summary = stats.summarize_runs(runs, 10)
+    expected = {"test_loss": 1.5, "final_train_accuracy": 0.85, "final_val_accuracy": 0.625,
+                "best_val_accuracy": 0.675, "best_epoch": 2.5, "seconds": 15.0, "seeds": [3, 4],
+                "test_accuracies": [0.6, 0.7], "val_accuracies": [0.6, 0.65]}
+    assert summary.keys() == expected.keys() | one.keys()
+    assert {k: summary[k] for k in expected} == pytest.approx(expected)
+
+
+def test_the_same_configuration_in_another_key_order_is_no_comparison_and_no_shared_seed_is_an_error():
+    y_test = np.arange(20) % 10
+    base = [_run(1, 0.5, 0.6, {"a": 1, "b": 2}), _run(2, 0.6, 0.6, {"a": 1, "b": 2})]
+    assert stats.compare_runs(base, [_run(1, 0.5, 0.6, {"b": 2, "a": 1}), _run(2, 0.9, 0.6, {"b": 2, "a": 1})],
+                              y_test) is None
+    with pytest.raises(ValueError, match="no seed run by both the baseline and the arm"):
+        stats.compare_runs(base, [_run(5, 0.5, 0.6, {"a": 2})], y_test)
+
+
+def test_the_baseline_can_have_another_name():
+    y_test = np.arange(20) % 10
+    runs = {"adam": [_run(s, a, 0.6, {"o": "adam"}) for s, a in ((1, 0.5), (2, 0.55), (3, 0.6))],
+            "rms": [_run(s, a + 0.3, 0.7, {"o": "rms"}) for s, a in ((1, 0.5), (2, 0.6), (3, 0.6))]}
+    a = stats.analyse(runs, y_test, baseline="adam")
+    assert a.baseline == "adam" and list(a.comparisons) == ["rms"] and a.recommended == "rms" and a.beats_baseline
+    assert stats.analyse({"adam": runs["adam"]}, y_test, baseline="adam").recommended == "adam"
+
+
+def test_every_image_alike_over_the_seeds_is_one_exact_comparison():
+    c = stats.compare_images([np.array([0, 1], bool)] * 3, [np.array([1, 1], bool), np.array([1, 0], bool),
+                                                            np.array([1, 1], bool)])
+    # Per image over the 3 seeds: +1 for the first, -1/3 for the second: not alike, a t-test.
+    assert c.test == "paired t, images" and c.pairs == 3
+    alike = stats.compare_images([np.array([0, 0], bool)] * 2, [np.array([1, 1], bool)] * 2)
+    assert alike == stats.Comparison("paired t, images", 1.0, 1.0, 1.0, 0.0, 2, 2)
