@@ -81,7 +81,7 @@ class Race:
     todo: list[tuple[dict[str, Any], int]]  # the missing runs of the round under way, each configuration once
     round: int  # seeds run by every live arm before this round; len(seeds) when the race is over
     left: int  # retrainings still to run, this round's included, if no other arm is dropped (at most)
-    saved: int  # retrainings the race has used so far, saved
+    saved: int  # retrainings saved of those the race has given or may still give (the rest: `left`)
 
     @property
     def live(self) -> list[str]:
@@ -144,7 +144,7 @@ def _distinct(jobs: list[tuple[dict[str, Any], int]]) -> list[tuple[dict[str, An
 def _state(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int], r: int, dropped: dict[str, int],
            todo: list[tuple[dict[str, Any], int]]) -> Race:
     ran = {name: tuple(seeds[:dropped.get(name, min(r + 1, len(seeds)))]) for name in arms}
-    used = _distinct([(arms[name], s) for name, ss in ran.items() for s in ss])
-    later = _distinct([(arms[name], s) for name in arms if name not in dropped for s in seeds[r + 1:]])
-    left = len(todo) + sum(saved(hp, s) is None for hp, s in later)
-    return Race({name: Arm(ran[name], dropped.get(name)) for name in arms}, todo, r, left, len(used) - len(todo))
+    later = [(arms[name], s) for name in arms if name not in dropped for s in seeds[r + 1:]]
+    wanted = _distinct([(arms[name], s) for name, ss in ran.items() for s in ss] + later)
+    left = sum(saved(hp, s) is None for hp, s in wanted)
+    return Race({name: Arm(ran[name], dropped.get(name)) for name in arms}, todo, r, left, len(wanted) - left)

@@ -148,3 +148,16 @@ def test_the_baseline_can_have_another_name():
         for hp, seed in state.todo:
             store.train(hp, seed)
     assert state.todo == [] and state.arms["sgd"].dropped_after == 3 and state.arms["adam"].seeds == tuple(SEEDS)
+
+
+def test_runs_saved_for_later_rounds_count_as_saved():
+    """Copied in from a fixed report, say: a round's missing run is all that is left."""
+    store = Store(VAL)
+    for o in ("adam", "sgd", "rmsprop"):
+        for s in SEEDS:
+            if (o, s) != ("rmsprop", 4):
+                store.train({"o": o}, s)
+    state = racing.race(ARMS, store.saved, SEEDS, 3)
+    assert state.todo == [(ARMS["rmsprop"], 4)] and (state.saved, state.left) == (12, 1)
+    state = racing.race(ARMS, store.saved, SEEDS, 5)
+    assert state.todo == [(ARMS["rmsprop"], 4)] and (state.saved, state.left) == (14, 1)
