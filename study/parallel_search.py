@@ -26,6 +26,7 @@ from study import locks
 from study.config import SearchConfig, StudyError
 
 PROG = "python -m study.search"
+TRIALS_AT_ONCE = "STUDY_TRIALS_AT_ONCE"  # set for the children: the progress lines' time left is shared among them
 _STOP_SECONDS = 15  # how long interrupted children get to save their state before they are killed
 
 
@@ -44,9 +45,9 @@ def run(cfg: SearchConfig, workers: int, command: str, log=print) -> int:
         f"(tuner0..tuner{workers - 1})")
     children: list[tuple[str, subprocess.Popen]] = []
     try:
-        children.append(("chief", _start(argv, port, "chief")))
+        children.append(("chief", _start(argv, port, "chief", workers)))
         for i in range(workers):
-            children.append((f"worker {i}", _start(argv, port, f"tuner{i}")))
+            children.append((f"worker {i}", _start(argv, port, f"tuner{i}", workers)))
         seen, lock = set(), threading.Lock()
         readers = [threading.Thread(target=_forward, args=(name, proc, seen, lock), daemon=True)
                    for name, proc in children]
@@ -61,11 +62,12 @@ def run(cfg: SearchConfig, workers: int, command: str, log=print) -> int:
         raise
 
 
-def _start(argv: list[str], port: int, tuner_id: str) -> subprocess.Popen:
+def _start(argv: list[str], port: int, tuner_id: str, workers: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
     env.update(KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(port), KERASTUNER_TUNER_ID=tuner_id,
                PYTHONUNBUFFERED="1")
     env[locks.HELD_BY_PARENT] = str(os.getpid())
+    env[TRIALS_AT_ONCE] = str(workers)
     try:
         # A session of its own: a Ctrl-C in the terminal reaches the command, which stops the children in order.
         return subprocess.Popen([sys.executable, "-m", "study.search", *argv], stdout=subprocess.PIPE,

@@ -38,6 +38,7 @@ from keras_tuner.src.tuners import hyperband as kt_hyperband
 
 from study import runtime, storage
 from study.config import SearchConfig
+from study.parallel_search import TRIALS_AT_ONCE
 from study.results import HISTORY_FILE
 Status = trial_module.TrialStatus
 
@@ -338,9 +339,7 @@ class _StudyTuner(keras_tuner.Tuner):
         best = self.oracle.get_best_trials(1)
         if best and best[0].status == Status.COMPLETED:
             line += f"; best {best[0].score:.4f} (trial {best[0].trial_id})"
-        if not self._is_worker():  # a worker cannot see the other trials
-            line += self._time_left()
-        return line
+        return line + self._time_left()
 
     def planned(self) -> tuple[int, int] | None:
         """(trials, epochs) the whole search is set to spend, for the progress estimate."""
@@ -350,7 +349,23 @@ class _StudyTuner(keras_tuner.Tuner):
         return trials, trials * epochs
 
     def _planned_trials(self) -> int | None:
-        return self.oracle.max_trials
+        return self._oracle_itself.max_trials
+
+    @property
+    def _oracle_itself(self):
+        """The oracle; on a worker, the copy behind Keras Tuner's OracleClient (the chief's settings and space)."""
+        return getattr(self.oracle, "_oracle", self.oracle)
+
+    def _finished_trials(self) -> list | None:
+        """The trials that ended: the oracle's; on a worker, read from the trial files the chief writes into the
+        project folder (a --parallel search shares it); None where the worker cannot see them."""
+        if not self._is_worker():
+            trials = list(self.oracle.trials.values())
+        else:
+            trials = [trial_module.Trial.load(str(p)) for p in Path(self.project_dir).glob("trial_*/trial.json")]
+            if not trials:
+                return None
+        return [t for t in trials if t.status in (Status.COMPLETED, Status.FAILED)]
 
     def _epoch_budget(self, trial) -> int:
         values = trial.hyperparameters.values
@@ -363,13 +378,13 @@ class _StudyTuner(keras_tuner.Tuner):
 
         `a` is a trial's fixed cost (building, tracing, the first epoch's warm-up), which dominates
         Hyperband's 1-epoch trials; `b` a trained epoch's. The epochs left are the budget left,
-        scaled by the share of their budget that trials have used so far (early stopping).
+        scaled by the share of their budget that trials have used so far (early stopping). With several
+        trials at once, each gets its share of that time.
         """
-        plan = self.planned()
-        if not plan:
+        plan, done = self.planned(), self._finished_trials()
+        if not plan or done is None:
             return ""
         planned_trials, planned_epochs = plan
-        done = [t for t in self.oracle.trials.values() if t.status in (Status.COMPLETED, Status.FAILED)]
         text = f"; {len(done)}/{planned_trials} done"
         costs, budget = [], 0
         for t in done:
@@ -383,6 +398,8 @@ class _StudyTuner(keras_tuner.Tuner):
                 budget += self._epoch_budget(t)
         budget_left = planned_epochs - sum(self._epoch_budget(t) for t in done)
         left = seconds_left(costs, budget, planned_trials - len(done), budget_left)
+        if left:  # trials at once share what is left (STUDY_TRIALS_AT_ONCE: set by a --parallel search)
+            left /= max(1, int(os.environ.get(TRIALS_AT_ONCE, "1") or 1))
         return text + (f", about {_duration(left)} left" if left else "")
 
 
@@ -414,8 +431,9 @@ class GridSearch(_StudyTuner):
         super().__init__(oracle, hypermodel, **kwargs)
 
     def _planned_trials(self) -> int:
-        points = math.prod(len(list(hp.values)) for hp in self.oracle.get_space().space)
-        return min(points, self.oracle.max_trials or points)
+        oracle = self._oracle_itself
+        points = math.prod(len(list(hp.values)) for hp in oracle.get_space().space)
+        return min(points, oracle.max_trials or points)
 
 
 class BayesianOptimization(_StudyTuner):
@@ -462,7 +480,7 @@ class Hyperband(_StudyTuner, keras_tuner.Hyperband):
     def planned(self) -> tuple[int, int]:
         # Keras Tuner's own bracket arithmetic: round r of bracket b has _get_size(b, r) trials,
         # each training from the previous round's epochs up to _get_epochs(b, r).
-        oracle, trials, epochs = self.oracle, 0, 0
+        oracle, trials, epochs = self._oracle_itself, 0, 0
         for b in range(oracle._get_num_brackets()):
             for r in range(oracle._get_num_rounds(b)):
                 size = oracle._get_size(b, r)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,7 @@ def test_parallel_grid_gives_the_results_of_one_process_and_names_each_trials_wo
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
     assert "[worker 1]" in out and "[chief] best: trial" in out
+    assert re.search(r"\[worker \d\] trial \d+ \(.*\): val_accuracy .*; [1-6]/6 done", out)  # progress, as in one
     a = pd.read_csv(tmp_path / "one" / "grid" / "trials.csv").sort_values(CONFIG).reset_index(drop=True)
     b = pd.read_csv(tmp_path / "two" / "grid" / "trials.csv").sort_values(CONFIG).reset_index(drop=True)
     assert len(b) == 6 and set(b.status) == {"COMPLETED"} and len(b.drop_duplicates(CONFIG)) == 6
