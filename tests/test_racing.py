@@ -161,3 +161,28 @@ def test_runs_saved_for_later_rounds_count_as_saved():
     assert state.todo == [(ARMS["rmsprop"], 4)] and (state.saved, state.left) == (12, 1)
     state = racing.race(ARMS, store.saved, SEEDS, 5)
     assert state.todo == [(ARMS["rmsprop"], 4)] and (state.saved, state.left) == (14, 1)
+
+
+def test_candidates_read_completed_trials_at_the_report_batch_size_in_trial_order():
+    def search(name, rows, **extra):
+        trials = pd.DataFrame([{"trial_id": i, "status": st, "val_accuracy": v, "optimizer": o, "units": 64,
+                                "batch_norm": True, **extra} for i, st, o, v in rows])
+        return SimpleNamespace(name=name, trials=trials)
+
+    a = search("a", [("9", "COMPLETED", "adam", 0.7), ("10", "COMPLETED", "sgd", 0.7),  # a tie: trial 9 first
+                     ("11", "RUNNING", "nadam", 0.99), ("12", "COMPLETED", "ftrl", float("nan"))], batch_size=64)
+    b = search("b", [("0", "COMPLETED", "sgd", 0.9)], batch_size=64)
+    field = racing.candidates([a, b], 5, [], 64)
+    # The batch size the report trains with is no hyperparameter of its own; ints and booleans stay what they were.
+    assert field == {"a #2 = b best": {"optimizer": "sgd", "units": 64, "batch_norm": True},  # at b's 0.9
+                     "a best": {"optimizer": "adam", "units": 64, "batch_norm": True}}
+    assert list(field) == ["a #2 = b best", "a best"]  # ranked by the best score anywhere
+    assert [type(v) for v in field["a best"].values()] == [str, int, bool]
+    assert racing.candidates([a], 5, [], 32)["a best"]["batch_size"] == 64
+
+
+def test_two_arms_with_one_configuration_in_another_key_order_share_their_runs():
+    arms = {"baseline": {"o": "adam", "p": 1}, "same": {"p": 1, "o": "adam"}, "sgd": {"o": "sgd", "p": 1}}
+    state = racing.race(arms, lambda hp, seed: None, SEEDS, 3)
+    assert state.todo == [(arms["baseline"], 1), (arms["sgd"], 1)] and state.left == 10
+

@@ -107,7 +107,7 @@ def test_paired_t_over_two_seeds_and_better_in_k_of_k():
     # Pairs by seed, not by position: a seed missing on one side is left out.
     c = stats.compare_paired_seeds({1: 0.60, 2: 0.62, 3: 0.1}, {2: 0.65, 1: 0.61, 4: 0.9})
     assert c.pairs == 2 and c.diff == pytest.approx(0.02)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^a paired t-test needs at least 2 shared seeds, got \[1\]$"):
         stats.compare_paired_seeds({1: 0.6}, {1: 0.7})
 
 
@@ -338,10 +338,10 @@ def test_summaries_hold_every_number_by_name():
 
 def test_the_same_configuration_in_another_key_order_is_no_comparison_and_no_shared_seed_is_an_error():
     y_test = np.arange(20) % 10
-    base = [_run(1, 0.5, 0.6, {"a": 1, "b": 2}), _run(2, 0.6, 0.6, {"a": 1, "b": 2})]
-    assert stats.compare_runs(base, [_run(1, 0.5, 0.6, {"b": 2, "a": 1}), _run(2, 0.9, 0.6, {"b": 2, "a": 1})],
-                              y_test) is None
-    with pytest.raises(ValueError, match="no seed run by both the baseline and the arm"):
+    for first, second in (({"a": 1, "b": 2}, {"b": 2, "a": 1}), ({"b": 2, "a": 1}, {"a": 1, "b": 2})):
+        base = [_run(1, 0.5, 0.6, first), _run(2, 0.6, 0.6, first)]
+        assert stats.compare_runs(base, [_run(1, 0.5, 0.6, second), _run(2, 0.9, 0.6, second)], y_test) is None
+    with pytest.raises(ValueError, match="^no seed run by both the baseline and the arm$"):
         stats.compare_runs(base, [_run(5, 0.5, 0.6, {"a": 2})], y_test)
 
 
