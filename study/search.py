@@ -331,12 +331,13 @@ def trials_at_once(cfg: SearchConfig, role: str | None) -> int:
     """
     if role is not None or locks.held_by_parent():
         return 1
+    planned = cfg.max_trials or _grid_points(cfg)
     if cfg.parallel is not None:
-        return cfg.parallel
+        return min(cfg.parallel, planned)  # no worker that could never get a trial
     from study import devices
 
     with runtime.without_notebook_modules():  # devices imports Keras to find its accelerator
-        return devices.side_by_side(None, cfg.max_trials or _grid_points(cfg))
+        return devices.side_by_side(None, planned)
 
 
 def _grid_points(cfg: SearchConfig) -> int:

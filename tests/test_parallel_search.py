@@ -141,3 +141,5 @@ def test_default_is_one_trial_at_a_time_on_a_cpu():
     assert search.trials_at_once(cfg, None) == 1
     assert search.trials_at_once(search.parse_config(["--parallel", "3"]), None) == 3
     assert search.trials_at_once(search.parse_config(["--parallel", "3"]), "chief") == 1
+    grid_of_two = search.parse_config(["--parallel", "3", "--optimizers", "adam", "--learning-rates", "0.1,0.01"])
+    assert search.trials_at_once(grid_of_two, None) == 2
