@@ -12,6 +12,7 @@ plays no part (the validation split decides, the test set only reports).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,20 +30,9 @@ def candidates(searches: Sequence[Any], n: int, taken: Sequence[dict[str, Any]],
     baseline and optimizer arms, always in) is not a candidate. Names say where each comes from:
     "hyperband best", "hyperband #2" (its search's second best), "grid best = bayesian #3" (found by both).
     """
-    from study import results
-    from study.recipe import canonical
-
     found: dict[str, dict[str, Any]] = {}  # configuration: its hyperparameters, best score, names
     for order, s in enumerate(searches):
-        done = s.trials[(s.trials["status"] == "COMPLETED") & s.trials["val_accuracy"].notna()]
-        done = done.sort_values("trial_id", key=lambda ids: ids.map(results.run_order), kind="stable")
-        best: dict[str, tuple[float, dict[str, Any]]] = {}
-        for _, trial in done.iterrows():
-            hp = canonical({k: _plain(trial[k]) for k in results.hyperparameter_columns(s.trials)}, batch_size)
-            key, score = json.dumps(hp, sort_keys=True), float(trial["val_accuracy"])
-            if key not in best or score > best[key][0]:
-                best[key] = (score, hp)
-        ranked = sorted(best.items(), key=lambda item: -item[1][0])  # stable: the earliest trial on a tie
+        ranked = sorted(_best_scores(s, batch_size).items(), key=lambda item: -item[1][0])  # stable: earliest first
         for rank, (key, (score, hp)) in enumerate(ranked, 1):
             entry = found.setdefault(key, {"hp": hp, "score": score, "order": (order, rank), "names": []})
             entry["names"].append(f"{s.name} {'best' if rank == 1 else f'#{rank}'}")
@@ -50,6 +40,31 @@ def candidates(searches: Sequence[Any], n: int, taken: Sequence[dict[str, Any]],
     taken_keys = {json.dumps(hp, sort_keys=True) for hp in taken}
     field = sorted((e for k, e in found.items() if k not in taken_keys), key=lambda e: (-e["score"], e["order"]))
     return {" = ".join(e["names"]): e["hp"] for e in field[:n]}
+
+
+def search_score(hyperparameters: dict[str, Any], searches: Sequence[Any], batch_size: int) -> float:
+    """The best search validation accuracy of this configuration in any of the searches; NaN if none tried it."""
+    key = json.dumps(hyperparameters, sort_keys=True)
+    scores = [best[key][0] for best in (_best_scores(s, batch_size) for s in searches) if key in best]
+    return max(scores, default=math.nan)
+
+
+def _best_scores(search: Any, batch_size: int) -> dict[str, tuple[float, dict[str, Any]]]:
+    """{configuration: (its best validation accuracy, its hyperparameters)} of a search's completed trials, in
+    the order the trials ran."""
+    from study import results
+    from study.recipe import canonical
+
+    trials = search.trials
+    done = trials[(trials["status"] == "COMPLETED") & trials["val_accuracy"].notna()]
+    done = done.sort_values("trial_id", key=lambda ids: ids.map(results.run_order), kind="stable")
+    best: dict[str, tuple[float, dict[str, Any]]] = {}
+    for _, trial in done.iterrows():
+        hp = canonical({k: _plain(trial[k]) for k in results.hyperparameter_columns(trials)}, batch_size)
+        key, score = json.dumps(hp, sort_keys=True), float(trial["val_accuracy"])
+        if key not in best or score > best[key][0]:
+            best[key] = (score, hp)
+    return best
 
 
 def _plain(value: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study import plots, results, stats, storage
+from study import plots, racing, results, stats, storage
 from study.config import (
     BASELINE, NOTEBOOK_TEST_ACCURACY, NOTEBOOK_VAL_ACCURACY, OPTIMIZER_COMPARISON, ReportConfig,
 )
@@ -62,7 +62,7 @@ def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: Ru
         baseline_section(runs["baseline"][0], analysis.arms["baseline"], data, cfg, out),
         optimizers_section(runs, analysis, data, cfg, out),
         searches_section(searches, cfg, out),
-        final_section(runs, analysis, searches, summary, out),
+        final_section(runs, analysis, searches, summary, out, cfg.batch_size),
         models_section(models or [], cfg, data),
         provenance_section(cfg, searches, runs, invocation or {}),
         runs_section(runs, out),
@@ -278,9 +278,10 @@ def importance_text(s: Search, slug: str, out: Writer) -> str:
     ])
 
 
-def final_section(runs: Runs, analysis: stats.Analysis, searches: list[Search], summary: str, out: Writer) -> str:
+def final_section(runs: Runs, analysis: stats.Analysis, searches: list[Search], summary: str, out: Writer,
+                  batch_size: int = BASELINE.batch_size) -> str:
     """Every arm against the baseline, paired, with Holm's correction; the recommendation by validation."""
-    rows = comparison_rows(runs, analysis, searches)
+    rows = comparison_rows(runs, analysis, searches, batch_size)
     # Every arm's hyperparameters: a search's best may name some the baseline does not (a training hyperparameter).
     keys = ["name", *dict.fromkeys(k for r in rows for k in r["hyperparameters"]), "search_val_accuracy",
             "final_val_accuracy", "test_accuracy", "test_accuracy_std", "ci_low", "ci_high", "interval",
@@ -428,15 +429,16 @@ def runs_section(runs: Runs, out: Writer) -> str:
 
 # --- the numbers behind the sections ---------------------------------------------------------------
 
-def comparison_rows(runs: Runs, analysis: stats.Analysis, searches: list[Search]) -> list[dict[str, Any]]:
-    """One row per arm, the baseline first: its summary, its search's score and its comparison."""
-    by_arm = {f"{s.name} best": s for s in searches if s.best is not None}
+def comparison_rows(runs: Runs, analysis: stats.Analysis, searches: list[Search],
+                    batch_size: int = BASELINE.batch_size) -> list[dict[str, Any]]:
+    """One row per arm, the baseline first: its summary, its searches' best score and its comparison."""
     rows = []
     for name, arm_runs in runs.items():
-        search = by_arm.get(name)
+        searched = name not in (analysis.baseline, *OPTIMIZER_COMPARISON)  # the others come from the searches
+        hp = arm_runs[0].hyperparameters
         rows.append({
-            "name": name, "hyperparameters": arm_runs[0].hyperparameters, **analysis.arms[name],
-            "search_val_accuracy": float(search.best["val_accuracy"]) if search else math.nan,
+            "name": name, "hyperparameters": hp, **analysis.arms[name],
+            "search_val_accuracy": racing.search_score(hp, searches, batch_size) if searched else math.nan,
             **_comparison_columns(analysis.comparisons.get(name), same=name in analysis.comparisons),
         })
     return rows
@@ -467,7 +469,7 @@ def metrics_json(cfg, data, searches, runs, analysis, summary, warnings, invocat
         "splits": {"train": len(data.y_train), "validation": len(data.y_val), "test": len(data.y_test)},
         "baseline": {"test_accuracy": base["test_accuracy"], "test_loss": base["test_loss"],
                      "classification_report": report, "confusion_matrix": matrix.tolist()},
-        "comparison": comparison_rows(runs, analysis, searches),
+        "comparison": comparison_rows(runs, analysis, searches, cfg.batch_size),
         "arms": {n: {"hyperparameters": rs[0].hyperparameters, **analysis.arms[n]} for n, rs in runs.items()},
         "recommendation": {
             "name": pick, "hyperparameters": runs[pick][0].hyperparameters, "picked_by": "validation",

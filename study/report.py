@@ -429,7 +429,7 @@ def _baseline(model: ModelFunction | None, data) -> dict[str, Any]:
 
 
 def _say_what_is_saved(store: RunStore, all_jobs: list, state: racing.Race, cfg: ReportConfig, log) -> None:
-    if cfg.min_seeds < cfg.seeds:
+    if cfg.min_seeds < cfg.seeds and state.left:
         log(f"retrainings: {state.saved} already saved in {store.folder}, at most {state.left} to train (racing from "
             f"{cfg.min_seeds} seeds: an arm worse than the baseline on validation gets no more)")
     else:

@@ -186,3 +186,11 @@ def test_two_arms_with_one_configuration_in_another_key_order_share_their_runs()
     state = racing.race(arms, lambda hp, seed: None, SEEDS, 3)
     assert state.todo == [(arms["baseline"], 1), (arms["sgd"], 1)] and state.left == 10
 
+
+
+def test_a_configurations_search_score_is_its_best_in_any_search():
+    grid = _search("grid", [("adam", 1e-3, 0.80), ("sgd", 0.01, 0.60)])
+    hyperband = _search("hyperband", [("sgd", 0.01, 0.62), ("sgd", 0.01, 0.70), ("adam", 1e-4, 0.5)])
+    assert racing.search_score({"optimizer": "sgd", "learning_rate": 0.01}, [grid, hyperband], 64) == 0.70
+    assert racing.search_score({"optimizer": "adam", "learning_rate": 1e-3}, [grid, hyperband], 64) == 0.80
+    assert math.isnan(racing.search_score({"optimizer": "ftrl", "learning_rate": 1e-3}, [grid, hyperband], 64))
