@@ -194,3 +194,7 @@ def test_a_configurations_search_score_is_its_best_in_any_search():
     assert racing.search_score({"optimizer": "sgd", "learning_rate": 0.01}, [grid, hyperband], 64) == 0.70
     assert racing.search_score({"optimizer": "adam", "learning_rate": 1e-3}, [grid, hyperband], 64) == 0.80
     assert math.isnan(racing.search_score({"optimizer": "ftrl", "learning_rate": 1e-3}, [grid, hyperband], 64))
+    # At the report's batch size, a trial that names it is the configuration that does not.
+    sized = _search("sized", [("adam", 1e-3, 0.9)])
+    sized.trials["batch_size"] = 64
+    assert racing.search_score({"optimizer": "adam", "learning_rate": 1e-3}, [sized], 64) == 0.9
