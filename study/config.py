@@ -289,14 +289,20 @@ class SearchConfig:
             raise StudyError(f"--image-size must be at least 8x8 for two conv-pool blocks, got {self.data.image_size}")
         self.space.validate()
 
+    # How a search is run, not what it searches: a resume may change these.
+    _HOW = frozenset({
+        "max_trials", "overwrite", "directory", "project_name", "role", "oracle", "worker_id", "parallel",
+        "tensorboard",  # where logs go, not what is searched: a resume may add or drop it
+    })
+
+    def identity(self) -> dict[str, Any]:
+        """What makes this search's trials what they are (space, data, training, seed, model, backend)."""
+        return {k: v for k, v in self.to_dict().items() if k not in self._HOW}
+
     def differences(self, old: SearchConfig) -> list[str]:
         """What differs from `old` in a way that makes its trials incomparable (max_trials may grow)."""
-        mine, theirs = self.to_dict(), old.to_dict()
-        same_anyway = {
-            "max_trials", "overwrite", "directory", "project_name", "role", "oracle", "worker_id", "parallel",
-            "tensorboard",  # where logs go, not what is searched: a resume may add or drop it
-        }
-        return [k for k in mine if k not in same_anyway and mine[k] != theirs.get(k)]
+        mine, theirs = self.identity(), old.identity()
+        return [k for k in mine if mine[k] != theirs.get(k)]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
@@ -330,9 +336,21 @@ class ReportConfig:
     parallel: int = 1  # retrainings side by side, in as many processes (1: one after another)
     candidates: int | None = None  # the N best distinct searched configurations; None: each search's best
     min_seeds: int = 3  # seeds every arm runs before racing may drop it (>= seeds: no racing; docs/racing.md)
+    # {search name: SearchConfig.identity()}: the searches whose winners this report retrains. More
+    # trials of the same searches are the same report; other searches are another report.
+    searches: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    # What makes a report folder's saved runs and rendering this report's: --seeds may grow (it only
+    # adds seeds), --parallel and --final-fit change how, not what.
+    _WHAT = ("searches", "data", "epochs", "batch_size", "seed", "model", "backend")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def differences(self, old: dict[str, Any]) -> list[str]:
+        """What differs from a report folder's config.json (a key it lacks, from an older study, is not compared)."""
+        mine = json.loads(json.dumps(self.to_dict()))  # tuples as lists, like the file
+        return [k for k in self._WHAT if k in old and mine[k] != old[k]]
 
     def settings(self, backend: str) -> dict[str, Any]:
         """What a saved run must share with this report to be reused: data, model and training settings."""

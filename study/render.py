@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,7 +54,6 @@ def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: Ru
     """
     out = Writer(root)
     summary = summary_text(analysis, runs, cfg, len(data.y_test), bool(searches))
-    started = time.monotonic()
     sections = [
         header_section(cfg, data, summary, warnings),
         data_section(data, out),
@@ -63,7 +61,7 @@ def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: Ru
         optimizers_section(runs, analysis, data, cfg, out),
         searches_section(searches, cfg, out),
         final_section(runs, analysis, searches, summary, out, cfg.batch_size),
-        models_section(models or [], cfg, data),
+        models_section(models or [], cfg, data, (invocation or {}).get("command")),
         provenance_section(cfg, searches, runs, invocation or {}),
         runs_section(runs, out),
     ]
@@ -71,7 +69,6 @@ def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: Ru
     storage.write_json(root / "config.json", cfg.to_dict())
     metrics = metrics_json(cfg, data, searches, runs, analysis, summary, warnings, invocation or {})
     metrics["models"] = models or []
-    metrics["provenance"]["render_seconds"] = time.monotonic() - started
     storage.write_json(root / "metrics.json", _finite(metrics))
 
 
@@ -352,10 +349,18 @@ def _initial_weights_text(runs: Runs) -> str:
             "weights, so pairing removes less of the seed-to-seed noise for them.")
 
 
-def models_section(models: list[dict[str, Any]], cfg: ReportConfig, data) -> str:
-    """Which model file is which, and how to load one and predict."""
+def models_section(models: list[dict[str, Any]], cfg: ReportConfig, data, command: str | None = None) -> str:
+    """Which model file is which, and how to load one and predict; without any, how to make the one to deploy."""
     if not models:
-        return ""
+        final_fit = f"{command or 'python -m study.report'} --final-fit"
+        return "\n\n".join([
+            "## The answer as model files",
+            "This report folder has no model files: they are made from the weights each retraining saves beside "
+            "its record in `runs/`, and weights are not committed (`.gitignore`), so a fresh clone has none. "
+            f"`{final_fit}` retrains nothing of the report: it trains the recommended configuration once on the "
+            "training and validation images together, for the report's epochs, and saves it as "
+            "`models/final.keras`, the model to deploy (one retraining's time; the numbers above do not change).",
+        ])
     shape = "x".join(map(str, data.input_shape))
     rows = pd.DataFrame([{
         "file": f"[models/{m['file']}](models/{m['file']})", "configuration": m["arm"], "seed": m["seed"],
@@ -407,9 +412,7 @@ def provenance_section(cfg: ReportConfig, searches: list[Search], runs: Runs, in
         "clock: from the first to the last, in UTC, across sessions when a command was rerun to resume).",
         results.markdown_table(pd.DataFrame(rows)),
         f"Machines: {'; '.join(machines(environments)) or 'not recorded'}. "
-        f"Software: {'; '.join(versions(environments)) or 'not recorded'}. "
-        f"The last run of the report spent {duration_text(invocation.get('seconds') or 0)} loading the data and "
-        "training before it rendered.",
+        f"Software: {'; '.join(versions(environments)) or 'not recorded'}.",
     ])
 
 
@@ -483,7 +486,8 @@ def metrics_json(cfg, data, searches, runs, analysis, summary, warnings, invocat
                       "best_trial_id": None if s.best is None else str(s.best["trial_id"]),
                       "best_val_accuracy": None if s.best is None else float(s.best["val_accuracy"]),
                       "command": s.command, **s.cost()} for s in searches],
-        "provenance": {"command": invocation.get("command"), "seconds": invocation.get("seconds"),
+        # Nothing here depends on how long this rendering took: a re-render gives the same bytes.
+        "provenance": {"command": invocation.get("command"),
                        "training_seconds": sum(r.seconds for r in _unique_runs(runs))},
     }
 

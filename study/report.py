@@ -39,8 +39,9 @@ _DATA_FLAGS = ("data_dir", "subset", "image_size", "channels", "split_seed")
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
-    p.add_argument("--directory", help=f"where the searches are (default: {DEFAULT_DIRECTORY}; "
-                   "without it, the report compares the baseline with SGD and RMSprop only)")
+    p.add_argument("--directory", help=f"where the searches are, one project folder each (default: "
+                   f"{DEFAULT_DIRECTORY}; when that folder is absent or holds no search, the report compares the "
+                   "baseline with SGD and RMSprop only)")
     p.add_argument("--output", default="reports",
                    help="report folder; its runs/ subfolder keeps every retraining for reruns (default: reports)")
     p.add_argument("--epochs", type=int, default=BASELINE.epochs,
@@ -61,9 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the one recorded by the searches, else the notebook's CNN)")
     p.add_argument("--parallel", type=int, metavar="K", help="retrain K configurations or seeds side by side, in K "
                    f"processes (default: {devices.GPU_SIDE_BY_SIDE} on a GPU, 1 on a CPU; the same numbers either way)")
+    p.add_argument("--overwrite", action="store_true", help="delete the report in --output and its saved runs, and "
+                   "start over (without it, a report of other searches, data or training settings is refused)")
     p.add_argument("--final-fit", action="store_true", help="also train the recommended configuration once on the "
                    "training and validation images together, saved as <output>/models/final.keras")
-    add_data_arguments(p)
+    add_data_arguments(p, searched="the data recorded in the config.json of the first search under --directory, "
+                       "project folders in alphabetical order (all of a report's searches normally share it); "
+                       "without searches, the search's defaults (CIFAR-10 via keras.datasets, 32x32, 3 channels, "
+                       f"split seed {BASELINE.split_seed})")
     # None marks "not given": without data flags the searches' own data configuration is used.
     p.set_defaults(image_size=None, channels=None, split_seed=None)
     return p
@@ -105,6 +111,7 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
         model=model, seed=seed, batch_size=args.batch_size, data=data, data_from=data_from,
         final_fit=args.final_fit, backend=runtime.keras_backend(), parallel=args.parallel,
         candidates=args.candidates, min_seeds=args.min_seeds,
+        searches={s.name: s.config.identity() for s in searches},
     )
     elsewhere = sorted({s.name for s in searches if s.config.backend != cfg.backend})
     if elsewhere:
@@ -145,19 +152,42 @@ def _flag(field: str, full_data: bool) -> str:
     return "--full-data" if field == "subset" and full_data else f"--{field.replace('_', '-')}"
 
 
-def check_output(output: Path) -> None:
-    """Refuse, before any training, an output that cannot be written or that holds something else than a report."""
+def check_output(cfg: ReportConfig, overwrite: bool = False, log=print) -> None:
+    """Refuse, before any image is decoded, an output that cannot be written, that holds something else than a
+    report, or that holds a report of other searches, data or training settings (--overwrite deletes it)."""
+    output = Path(cfg.output)
     if output.exists():
         if not output.is_dir():
             raise StudyError(f"--output {output} exists and is not a directory")
         others = {p.name for p in output.iterdir()} - {"README.md", RUNS_FOLDER, MODELS_FOLDER}
         if others and not (output / "report.md").exists():
             raise StudyError(f"--output {output} holds files that are not a report; choose another --output")
+        changed = _changed(cfg, output)
+        if overwrite:
+            log(f"--overwrite: deleting the report and the saved runs in {output}")
+            for p in output.iterdir():
+                if p.name != "README.md":  # a repository's note about the folder stays
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+        elif changed:
+            raise StudyError(f"{output} holds a report of other {', '.join(changed)}; pass --overwrite to start over "
+                             "or --output NEW to keep both")
     ancestor = output.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
         raise StudyError(f"cannot write --output {output}: {ancestor} is not a writable directory")
+
+
+def _changed(cfg: ReportConfig, output: Path) -> list[str]:
+    """What the report in `output` was made from that differs from `cfg` ([] when there is none)."""
+    saved = output / "config.json"
+    if not saved.exists():
+        return []
+    try:
+        old = json.loads(saved.read_text())
+    except (OSError, ValueError) as e:
+        raise StudyError(f"{saved} is unreadable ({e}); pass --overwrite to start over or --output NEW") from None
+    return [name.replace("_", " ") for name in cfg.differences(old)]
 
 
 # --- what to train ---------------------------------------------------------------------------------
@@ -351,17 +381,17 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
     """Load the data, retrain what is not saved yet, write the report; returns the report folder."""
     from study.data import load_dataset
 
-    started = time.monotonic()
     # Labels, samples and the test images kept encoded: what planning and rendering need. The training
     # images are decoded only when something is left to train, so rendering alone takes seconds.
+    # The notebook's CNN needs no TensorFlow to be planned: rendering alone then imports none. A --model
+    # that cannot be imported answers before any image is decoded.
+    model = _load_model(cfg) if cfg.model is not None else None
     data = load_dataset(cfg.data, keep_test="encoded", keep_train=False)
     log(data.describe())
     for w in warnings:
         log(f"warning: {w}")
     output = Path(cfg.output)
     store = RunStore(output / RUNS_FOLDER, cfg.settings(cfg.backend))
-    # The notebook's CNN needs no TensorFlow to be planned: rendering alone then imports none.
-    model = _load_model(cfg) if cfg.model is not None else None
     arms = plan(searches, _baseline(model, data), cfg.batch_size, cfg.candidates)
     state = race(store, arms, cfg, len(data.y_test))
     _say_what_is_saved(store, jobs(arms, cfg), state, cfg, log)
@@ -372,7 +402,7 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
     runs = raced_runs(store, arms, state)
     analysis = stats.analyse(runs, data.y_test, dropped={n: a.dropped_after for n, a in state.arms.items()})
     models = models_to_export(runs, analysis, store, cfg)
-    invocation = {"command": command, "seconds": time.monotonic() - started}
+    invocation = {"command": command}
     _write(output, cfg, data, searches, runs, analysis, warnings, invocation,
            lambda folder: export_models(folder, models, model, data.input_shape, data.num_classes,
                                         previous=output / MODELS_FOLDER))
@@ -588,8 +618,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         searches = load_searches(args.directory)
         cfg, warnings = resolve_config(args, searches)
-        check_output(Path(cfg.output))
-        print(f"configuration: {json.dumps(cfg.to_dict())}", flush=True)
+        check_output(cfg, args.overwrite)
+        shown = {k: v for k, v in cfg.to_dict().items() if k != "searches"}  # named on the searches line below
+        print(f"configuration: {json.dumps(shown)}", flush=True)
         if cfg.data_from.startswith("search"):
             print(f"data: as recorded by {cfg.data_from} (data flags change it)", flush=True)
         print(f"searches: {', '.join(s.name for s in searches) or f'none found in {cfg.directory}'}", flush=True)

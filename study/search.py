@@ -70,18 +70,27 @@ def _image_size(text: str) -> tuple[int, int]:
     return size
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """The data flags, shared with `study.report` so both read the same data the same way."""
-    g = parser.add_argument_group("data")
+def add_data_arguments(parser: argparse.ArgumentParser, searched: str | None = None) -> None:
+    """The data flags, shared with `study.report` so both read the same data the same way.
+
+    `searched`: where the defaults come from instead of the flags' own (the report's: its searches' data).
+    """
+    g = parser.add_argument_group("data", f"default: {searched}; a flag given changes that field only"
+                                  if searched else None)
+
+    def default(own: str) -> str:
+        return "" if searched else f" (default: {own})"
+
     g.add_argument("--data-dir", metavar="PATH", help="image folders (train/<class>/*, test/<class>/* or <class>/*), "
-                   "as a directory or a .tar.gz/.tgz/.zip archive; default: CIFAR-10 via keras.datasets")
+                   "as a directory or a .tar.gz/.tgz/.tar/.zip archive" + default("CIFAR-10 via keras.datasets"))
     g.add_argument("--subset", type=int, metavar="N", help="use a stratified subset of N training images "
-                   "(and a proportional test subset) for quick runs")
+                   "(and a proportional test subset) for quick runs" + default("every image"))
     g.add_argument("--image-size", type=_image_size, default=(32, 32), metavar="HxW",
-                   help="images are resized to this (default: 32x32)")
-    g.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 (grayscale) or 3 (RGB, default)")
+                   help="images are resized to this" + default("32x32"))
+    g.add_argument("--channels", type=int, choices=(1, 3), default=3,
+                   help="1 (grayscale) or 3 (RGB)" + default("3"))
     g.add_argument("--split-seed", type=int, default=BASELINE.split_seed,
-                   help=f"random_state of the stratified 80/20 train/validation split (default: {BASELINE.split_seed})")
+                   help="random_state of the stratified 80/20 train/validation split" + default(str(BASELINE.split_seed)))
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,14 +73,17 @@ def test_more_seeds_later_train_only_the_new_seeds_and_other_settings_are_not_re
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["arms"]["baseline"]["seeds"] == [1, 2] and metrics["comparison"][1]["test"] == "paired t"
 
-    argv = _argv(tiny_data, tmp_path, "out", "--seeds", "1")
+    # Saved runs of other settings with no report of their own (a first report that died before it
+    # rendered): kept, named, not reused. Beside a rendered report, other settings are refused instead.
+    shutil.copytree(tmp_path / "out" / "runs", tmp_path / "unrendered" / "runs")
+    argv = _argv(tiny_data, tmp_path, "unrendered", "--seeds", "1")
     argv[argv.index("--epochs") + 1] = "2"
     assert report.main(argv) == 0
     out = capsys.readouterr().out
     assert len(_trained(out)) == 3
     notes = [line for line in out.splitlines() if "not reused" in line]
     assert len(notes) == 1 and "epochs (3)" in notes[0]  # the three seed-1 runs trained for 1 epoch
-    assert len(list((tmp_path / "out" / "runs").glob("*.json"))) == 9  # nothing deleted
+    assert len(list((tmp_path / "unrendered" / "runs").glob("*.json"))) == 9  # nothing deleted
 
 
 def _crafted_retrain(accuracies):
