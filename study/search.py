@@ -90,7 +90,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, searched: str | None = N
     g.add_argument("--channels", type=int, choices=(1, 3), default=3,
                    help="1 (grayscale) or 3 (RGB)" + default("3"))
     g.add_argument("--split-seed", type=int, default=BASELINE.split_seed,
-                   help="random_state of the stratified 80/20 train/validation split" + default(str(BASELINE.split_seed)))
+                   help="random_state of the stratified 80/20 train/validation split"
+                   + default(str(BASELINE.split_seed)))
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:
