@@ -350,6 +350,11 @@ class ReportConfig:
     def differences(self, old: dict[str, Any]) -> list[str]:
         """What differs from a report folder's config.json (a key it lacks, from an older study, is not compared)."""
         mine = json.loads(json.dumps(self.to_dict()))  # tuples as lists, like the file
+        if isinstance(old.get("searches"), dict):
+            # Read back through SearchConfig, as a search's own config.json is: a field added to the search
+            # space since (with its default) is the same search.
+            old = {**old, "searches": {name: json.loads(json.dumps(SearchConfig.from_dict(d).identity()))
+                                       for name, d in old["searches"].items()}}
         return [k for k in self._WHAT if k in old and mine[k] != old[k]]
 
     def settings(self, backend: str) -> dict[str, Any]:
