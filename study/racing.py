@@ -60,24 +60,11 @@ def _best_scores(search: Any, batch_size: int) -> dict[str, tuple[float, dict[st
     done = done.sort_values("trial_id", key=lambda ids: ids.map(results.run_order), kind="stable")
     best: dict[str, tuple[float, dict[str, Any]]] = {}
     for _, trial in done.iterrows():
-        hp = canonical({k: _plain(trial[k]) for k in results.hyperparameter_columns(trials)}, batch_size)
+        hp = canonical(results.trial_hyperparameters(trial, trials), batch_size)
         key, score = json.dumps(hp, sort_keys=True), float(trial["val_accuracy"])
         if key not in best or score > best[key][0]:
             best[key] = (score, hp)
     return best
-
-
-def _plain(value: Any) -> Any:
-    """A trials-table value as the Python value Keras Tuner gave the model (str, bool, int or float)."""
-    import numpy as np
-
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    return str(value)
 
 
 @dataclass(frozen=True)

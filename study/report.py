@@ -214,21 +214,10 @@ def plan(searches: list[Search], baseline: dict[str, Any], batch_size: int = BAS
     named: dict[str, tuple[list[str], dict[str, Any]]] = {}  # one arm per distinct configuration
     for s in searches:
         if s.best is not None:
-            hp = canonical({k: _plain(s.best[k]) for k in results.hyperparameter_columns(s.trials)}, batch_size)
+            hp = canonical(results.trial_hyperparameters(s.best, s.trials), batch_size)
             named.setdefault(json.dumps(hp, sort_keys=True), ([], hp))[0].append(f"{s.name} best")
     arms.update({" = ".join(names): hp for names, hp in named.values()})
     return arms
-
-
-def _plain(value: Any) -> Any:
-    """A trials-table value as the Python value Keras Tuner gave the model (str, bool, int or float)."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    return str(value)
 
 
 def jobs(arms: dict[str, dict[str, Any]], cfg: ReportConfig) -> list[tuple[dict[str, Any], int]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -274,6 +274,22 @@ def learning_curves(project_dir: str | Path, frame: pd.DataFrame) -> pd.DataFram
     curves["epoch"] = curves["epoch"].astype(int)
     curves["val_accuracy"] = curves["val_accuracy"].astype(float)
     return curves
+
+
+def trial_hyperparameters(trial: pd.Series, frame: pd.DataFrame) -> dict[str, Any]:
+    """A trials-table row's hyperparameters as the Python values Keras Tuner gave the model (str, bool, int, float)."""
+    out = {}
+    for name in hyperparameter_columns(frame):
+        value = trial[name]
+        if isinstance(value, (bool, np.bool_)):
+            out[name] = bool(value)
+        elif isinstance(value, (int, np.integer)):
+            out[name] = int(value)
+        elif isinstance(value, (float, np.floating)):
+            out[name] = float(value)
+        else:
+            out[name] = str(value)
+    return out
 
 
 def _text(value) -> str | None:
