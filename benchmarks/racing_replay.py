@@ -1,6 +1,6 @@
 """What racing would have run on a report's saved runs, replayed offline: no training, no test set.
 
-    python benchmarks/racing_replay.py --directory tuner_results --runs reports/runs [--min-seeds 3] [--seeds 5]
+    python benchmarks/racing_replay.py --directory tuner_results --runs reports/runs [--min-seeds 2] [--seeds 5]
 
 Plans the arms as `python -m study.report` does (each search's best, or --candidates N), replays
 `study.racing.race` on the saved runs, and prints per arm the seeds the race gives it, where it was
@@ -22,7 +22,7 @@ def main() -> None:
     p.add_argument("--directory", required=True)
     p.add_argument("--runs", required=True)
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--min-seeds", type=int, default=3)
+    p.add_argument("--min-seeds", type=int, default=2)
     p.add_argument("--candidates", type=int)
     args = p.parse_args()
     searches = find_searches(Path(args.directory))

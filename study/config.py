@@ -335,7 +335,7 @@ class ReportConfig:
     backend: str = "tensorflow"  # Keras's backend of the retrainings (runtime.keras_backend)
     parallel: int = 1  # retrainings side by side, in as many processes (1: one after another)
     candidates: int | None = None  # the N best distinct searched configurations; None: each search's best
-    min_seeds: int = 3  # seeds every arm runs before racing may drop it (>= seeds: no racing; docs/racing.md)
+    min_seeds: int = 2  # seeds every arm runs before racing may drop it (>= seeds: no racing; docs/racing.md)
     # {search name: SearchConfig.identity()}: the searches whose winners this report retrains. More
     # trials of the same searches are the same report; other searches are another report.
     searches: dict[str, dict[str, Any]] = field(default_factory=dict)

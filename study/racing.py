@@ -1,9 +1,10 @@
 """Racing the report's arms over paired seeds: a clear loser gets no more seeds.
 
 Arms get seeds round by round: every live arm runs seed s before any runs seed s+1. From
-`min_seeds` seeds on, an arm whose validation accuracy is worse than the baseline's beyond the noise
-(paired by seed, Holm over the arms still live) is dropped: it gets no more seeds. As irace races
-candidates with `t-test-holm`, but against the baseline, which is never dropped.
+`min_seeds` seeds on, an arm whose validation accuracy is worse than the best live arm's (the
+leader's) beyond the noise is dropped: it gets no more seeds. As irace's F-race drops candidates
+against the best, paired by seed (here: one linear model whose seed noise is pooled over the arms,
+Holm over the arms compared); the baseline is never dropped, so the report can still test against it.
 
 Every decision is a pure function of the saved runs: a report killed at any point and rerun makes
 the same decisions as one that ran through. The statistics are `study.stats`'s; the test set
@@ -116,13 +117,23 @@ def race(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int],
 
 def drops(val: Mapping[str, Mapping[int, float]], arms: Mapping[str, dict[str, Any]],
           baseline: str = "baseline") -> list[str]:
-    """The arms whose validation accuracy ({name: {seed: accuracy}}) is worse than the baseline's beyond the noise.
+    """The arms whose validation accuracy ({name: {seed: accuracy}}) is worse than the leader's beyond the noise.
 
-    Paired by seed; Holm over every arm compared. An arm with the baseline's configuration is not compared.
+    The leader is the live arm with the best mean, the baseline included: an arm worse than it can be
+    neither the challenger nor better than the baseline. Paired by seed with the noise pooled over
+    the arms (`stats.compare_to_leader`); Holm over the arms that could be dropped. The baseline is
+    never dropped, nor an arm with its configuration; arms with one configuration are one arm.
     """
-    compared = {name: stats.compare_paired_seeds(val[baseline], seeds) for name, seeds in val.items()
-                if name != baseline and arms[name] != arms[baseline]}
-    return [name for name, c in stats.holm(compared).items() if stats.verdict(c) == "worse"]
+    first = {}  # configuration: the arm that stands for it, the baseline first
+    for name in sorted(val, key=lambda n: n != baseline):
+        first.setdefault(json.dumps(arms[name], sort_keys=True), name)
+    distinct = {name: val[name] for name in first.values()}
+    if len(distinct) < 2:
+        return []
+    leader, compared = stats.compare_to_leader(distinct)
+    beaten = {name for name, c in stats.holm({n: c for n, c in compared.items() if n != baseline}).items()
+              if stats.verdict(c) == "worse"}
+    return [name for name in val if first[json.dumps(arms[name], sort_keys=True)] in beaten]
 
 
 def _remembered(saved: Saved) -> Saved:

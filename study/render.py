@@ -94,8 +94,8 @@ def header_section(cfg: ReportConfig, data, summary: str, warnings: list[str]) -
 def _racing_rule(cfg: ReportConfig) -> str:
     if cfg.min_seeds >= cfg.seeds:
         return ""
-    return (f" (racing: from {cfg.min_seeds} seeds on, an arm worse than the baseline on validation beyond the noise "
-            "got no more seeds)")
+    return (f" (racing: from {cfg.min_seeds} seeds on, an arm worse on validation than the best arm racing, beyond "
+            "the noise, got no more seeds)")
 
 
 def data_section(data, out: Writer) -> str:
@@ -313,9 +313,9 @@ def _racing_text(analysis: stats.Analysis) -> str:
     if not dropped:
         return ""
     return (" **Dropped by the race:** " + ", ".join(f"{n} after {k} seeds" for n, k in dropped.items())
-            + ": worse than the baseline on validation beyond the noise (paired by seed, Holm over the arms still "
-            "racing), so they got no more seeds; their numbers are over those seeds, paired with the baseline's "
-            "same seeds (docs/racing.md).")
+            + ": worse on validation than the best arm racing, beyond the noise (paired by seed, the seed noise "
+            "pooled over the arms, Holm over the arms still racing), so they got no more seeds; their numbers are "
+            "over those seeds, paired with the baseline's same seeds (docs/racing.md).")
 
 
 def _confirmation_text(analysis: stats.Analysis) -> str:
@@ -517,7 +517,7 @@ def summary_text(analysis: stats.Analysis, runs: Runs, cfg: ReportConfig, n_test
     dropped = [f"{n} after {a['dropped_after']} seeds" for n, a in analysis.arms.items()
                if a.get("dropped_after") is not None]
     if dropped:
-        parts.append(f"Dropped by the race, worse than the baseline on validation: {', '.join(dropped)}.")
+        parts.append(f"Dropped by the race, worse on validation than the best arm racing: {', '.join(dropped)}.")
     if cfg.seeds == 1:
         parts.append(f"With one seed the intervals cover only the sampling of the {n_test} test images, not the "
                      "spread between training runs (about a point of test accuracy for the notebook's CNN): run "

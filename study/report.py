@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retrain every configuration with K seeds and compare them in pairs "
                    f"(default: {ReportConfig.seeds}; 1: a quick look, Wilson interval and McNemar's test)")
     p.add_argument("--min-seeds", type=int, default=ReportConfig.min_seeds, metavar="M",
-                   help="racing: from M seeds on, an arm worse than the baseline on validation beyond the noise "
-                   f"gets no more seeds (default: {ReportConfig.min_seeds}; M = K: every arm gets K seeds)")
+                   help="racing: from M seeds on, an arm worse on validation than the best arm racing, beyond the "
+                   f"noise, gets no more seeds (default: {ReportConfig.min_seeds}; M = K: every arm gets K seeds)")
     p.add_argument("--candidates", type=int, metavar="N", help="race the N best distinct configurations of all "
                    "the searches together, by their search validation accuracy (default: each search's best)")
     p.add_argument("--seed", type=int, help="first seed (default: the first search's --seed, else 1)")
@@ -450,7 +450,7 @@ def _baseline(model: ModelFunction | None, data) -> dict[str, Any]:
 def _say_what_is_saved(store: RunStore, all_jobs: list, state: racing.Race, cfg: ReportConfig, log) -> None:
     if cfg.min_seeds < cfg.seeds and state.left:
         log(f"retrainings: {state.saved} already saved in {store.folder}, at most {state.left} to train (racing from "
-            f"{cfg.min_seeds} seeds: an arm worse than the baseline on validation gets no more)")
+            f"{cfg.min_seeds} seeds: an arm worse on validation than the best arm racing gets no more)")
     else:
         log(f"retrainings: {state.saved} of {state.saved + state.left} already saved in {store.folder}, "
             f"{state.left} to train")

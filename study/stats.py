@@ -100,6 +100,37 @@ def compare_paired_seeds(base: Mapping[int, float], other: Mapping[int, float]) 
                       better, len(seeds))
 
 
+def compare_to_leader(val: Mapping[str, Mapping[int, float]]) -> tuple[str, dict[str, Comparison]]:
+    """The arm with the best mean (the leader), and every other arm against it on the seeds all of them ran.
+
+    One linear model, accuracy = arm + seed + noise (F-race's blocked design, on the values): each
+    difference is paired by seed, and the seed-to-seed noise is pooled over the arms, so two seeds of
+    several arms already weigh as much as many seeds of one. No spread left in the model is not
+    certainty: then no difference is beyond the noise (p = 1, no interval).
+    """
+    import statsmodels.api as sm
+
+    seeds = sorted(set.intersection(*(set(v) for v in val.values())))
+    means = {name: float(np.mean([v[s] for s in seeds])) for name, v in val.items()}
+    leader = max(means, key=means.get)  # the first on a tie
+    others = [name for name in val if name != leader]
+    if len(seeds) < 2 or not others:
+        raise ValueError(f"racing against the leader needs 2 arms and 2 shared seeds, got {list(val)} and {seeds}")
+    rows = [(name, s) for name in val for s in seeds]
+    design = np.array([[1.0] + [float(name == o) for o in others] + [float(s == t) for t in seeds[1:]]
+                       for name, s in rows])
+    fit = sm.OLS(np.array([val[name][s] for name, s in rows], float), design).fit()
+    flat = not fit.ssr > SAME ** 2 * len(rows)
+    ci = fit.conf_int(alpha=1 - CONFIDENCE)
+    out = {}
+    for i, name in enumerate(others, 1):
+        better = sum(val[name][s] > val[leader][s] for s in seeds)
+        out[name] = Comparison("pooled t", float(fit.params[i]), math.nan if flat else float(ci[i][0]),
+                               math.nan if flat else float(ci[i][1]), 1.0 if flat else float(fit.pvalues[i]),
+                               better, len(seeds))
+    return leader, out
+
+
 def compare_paired_images(base_correct: np.ndarray, other_correct: np.ndarray) -> Comparison:
     """One seed: McNemar's exact test, and a paired t interval of the difference over the test images.
 

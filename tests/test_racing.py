@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from study import racing
+from study import racing, stats
 
 ARMS = {"baseline": {"o": "adam"}, "sgd": {"o": "sgd"}, "rmsprop": {"o": "rmsprop"}, "grid best": {"o": "adam"}}
 SEEDS = [1, 2, 3, 4, 5]
@@ -101,24 +101,45 @@ def test_runs_saved_beyond_the_race_change_no_decision():
     assert state.todo == [] and state.arms["sgd"] == racing.Arm((1, 2, 3), 3) and state.saved == 13
 
 
-def _t_p_df2(t):
-    return 1 - abs(t) / math.sqrt(t * t + 2)
-
-
-def test_drops_are_worse_beyond_the_noise_with_holm_over_the_live_arms():
+def test_drops_are_worse_than_the_leader_beyond_the_noise_with_holm_over_the_arms_that_can_be_dropped():
     base = {1: 0.70, 2: 0.70, 3: 0.70}
-    worse = {1: 0.68, 2: 0.66, 3: 0.67}  # -2, -4, -3 points: t = -3 sqrt 3, p = 0.035 with 2 df
-    assert _t_p_df2(3 * math.sqrt(3)) == pytest.approx(0.0351, abs=1e-4)
-    noise = {1: 0.71, 2: 0.69, 3: 0.70}
-    better = {1: 0.72, 2: 0.74, 3: 0.73}
-    arms = {"baseline": {"o": 0}, "w": {"o": 1}, "n": {"o": 2}, "b": {"o": 3}}
+    worse = {1: 0.68, 2: 0.66, 3: 0.67}  # -2, -4, -3 points: with two arms the paired t-test, p = 0.035
+    assert stats.compare_to_leader({"baseline": base, "w": worse})[1]["w"].p_value == pytest.approx(0.0351, abs=1e-4)
+    arms = {"baseline": {"o": 0}, "w": {"o": 1}, "n": {"o": 2}, "b": {"o": 3}, "v": {"o": 4}}
     assert racing.drops({"baseline": base, "w": worse}, arms) == ["w"]
-    # Holm over two arms: 2 x 0.035 = 0.07, not below 0.05: not dropped.
+    # Holm over the two arms that can be dropped: w's p doubled is not below 0.05 any more (n, as good as the
+    # baseline on average but spread by 5 points, also widens the pooled noise).
+    noise = {1: 0.725, 2: 0.675, 3: 0.70}
+    _, pooled = stats.compare_to_leader({"baseline": base, "w": worse, "n": noise})
+    assert pooled["w"].p_value < 0.05 < 2 * pooled["w"].p_value
     assert racing.drops({"baseline": base, "w": worse, "n": noise}, arms) == []
-    # Better beyond the noise is never dropped.
+    # The leader need not be the baseline: an arm as good as the baseline but worse than a clear leader is
+    # dropped; the baseline, as much worse, never is.
+    better = {1: 0.74, 2: 0.75, 3: 0.76}
+    level = {1: 0.705, 2: 0.695, 3: 0.70}
+    _, by_leader = stats.compare_to_leader({"baseline": base, "b": better, "v": level})
+    assert by_leader["baseline"].p_value < 0.05 and 2 * by_leader["v"].p_value < 0.05
+    assert racing.drops({"baseline": base, "b": better, "v": level}, arms) == ["v"]
     assert racing.drops({"baseline": base, "b": better}, arms) == []
-    # The baseline's configuration under another name: not compared, never dropped, whatever it reads.
+    # The baseline's configuration under another name: one arm with the baseline, never dropped.
     assert racing.drops({"baseline": base, "same": worse}, {**arms, "same": {"o": 0}}) == []
+    assert racing.drops({"baseline": base}, arms) == []
+    # Two arms with one configuration are one arm: dropped together, and weighed once.
+    twin = {**arms, "w2": {"o": 1}}
+    assert racing.drops({"baseline": base, "w": worse, "w2": worse}, twin) == ["w", "w2"]
+
+
+def test_two_seeds_of_several_arms_drop_a_loser_that_its_own_paired_test_could_not():
+    val = {"baseline": {1: 0.540, 2: 0.544}, "sgd": {1: 0.259, 2: 0.271}, "a": {1: 0.516, 2: 0.529},
+           "b": {1: 0.516, 2: 0.536}, "c": {1: 0.510, 2: 0.504}}
+    arms = {name: {"o": i} for i, name in enumerate(val)}
+    # c: 3 and 4 points worse. Its own paired t-test has 1 degree of freedom (p 0.09); pooled over the 5 arms, 4.
+    assert stats.compare_paired_seeds(val["baseline"], val["c"]).p_value > 0.05
+    assert racing.drops(val, arms) == ["sgd", "c"]
+    store = Store({i: {s: val[name][(s - 1) % 2 + 1] for s in SEEDS} for i, name in enumerate(val)})
+    state = _run_race(store, arms=arms, min_seeds=2, seeds=[1, 2, 3])
+    assert state.arms["sgd"] == racing.Arm((1, 2), 2) and state.arms["c"] == racing.Arm((1, 2), 2)
+    assert state.arms["a"] == racing.Arm((1, 2, 3)) and state.saved == 3 * 3 + 2 * 2 == len(store.trained)
 
 
 def _search(name, rows):

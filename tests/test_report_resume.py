@@ -106,7 +106,8 @@ def test_the_report_renders_the_numbers_of_a_crafted_set_of_runs(tiny_data, tmp_
            ("sgd", 1): 0.30, ("sgd", 2): 0.40, ("sgd", 3): 0.35,
            ("rmsprop", 1): 0.55, ("rmsprop", 2): 0.60, ("rmsprop", 3): 0.70}
     monkeypatch.setattr(report, "retrain", _crafted_retrain(acc))
-    assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "3")) == 0
+    # Every arm with every seed (no racing: SGD would be dropped after 2), so each number is over 3 seeds.
+    assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "3", "--min-seeds", "3")) == 0
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     rows = {r["name"]: r for r in metrics["comparison"]}
     t2 = 0.95 * (2 / (1 - 0.95**2)) ** 0.5  # t(0.975, 2 df)

@@ -361,3 +361,76 @@ def test_every_image_alike_over_the_seeds_is_one_exact_comparison():
     assert c.test == "paired t, images" and c.pairs == 3
     alike = stats.compare_images([np.array([0, 0], bool)] * 2, [np.array([1, 1], bool)] * 2)
     assert alike == stats.Comparison("paired t, images", 1.0, 1.0, 1.0, 0.0, 2, 2)
+
+
+def _blocked_by_hand(val, leader):
+    """The two-way (arm x seed) model's contrasts from its textbook formulas, not from a regression."""
+    from scipy.stats import t as student
+
+    names, seeds = list(val), sorted(next(iter(val.values())))
+    y = np.array([[val[n][s] for s in seeds] for n in names])
+    a, k = y.shape
+    resid = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + y.mean()
+    df = (a - 1) * (k - 1)
+    se = math.sqrt((resid ** 2).sum() / df * 2 / k)
+    out = {}
+    for i, n in enumerate(names):
+        if n != leader:
+            d = y[i].mean() - y[names.index(leader)].mean()
+            half = student.ppf(0.975, df) * se
+            out[n] = (d, d - half, d + half, 2 * student.sf(abs(d) / se, df))
+    return out
+
+
+def test_compare_to_leader_is_the_two_way_model_by_hand_over_five_seeds():
+    rng = np.random.default_rng(3)
+    val = {n: {s: 0.70 + shift + 0.01 * rng.standard_normal() for s in range(1, 6)}
+           for n, shift in (("baseline", 0.0), ("a", -0.02), ("b", 0.005), ("c", -0.01))}
+    leader, compared = stats.compare_to_leader(val)
+    assert leader == "b" and set(compared) == {"baseline", "a", "c"}
+    for name, (d, low, high, p) in _blocked_by_hand(val, "b").items():
+        c = compared[name]
+        assert (c.test, c.pairs) == ("pooled t", 5)
+        assert (c.diff, c.ci_low, c.ci_high, c.p_value) == pytest.approx((d, low, high, p), rel=1e-9)
+        assert c.better == sum(val[name][s] > val["b"][s] for s in range(1, 6))
+    assert compared["a"].p_value < 0.05 < compared["baseline"].p_value
+
+
+def test_compare_to_leader_with_two_arms_is_the_paired_t_test():
+    base = {1: 0.70, 2: 0.71, 3: 0.69}
+    arm = {1: 0.72, 2: 0.75, 3: 0.72}
+    leader, compared = stats.compare_to_leader({"baseline": base, "arm": arm})
+    paired = stats.compare_paired_seeds(arm, base)  # baseline minus arm: the leader is the arm
+    assert leader == "arm"
+    c = compared["baseline"]
+    assert (c.diff, c.ci_low, c.ci_high, c.p_value) == pytest.approx(
+        (paired.diff, paired.ci_low, paired.ci_high, paired.p_value), rel=1e-9)
+    assert (c.better, c.pairs) == (0, 3)
+
+
+def test_compare_to_leader_pools_the_noise_two_seeds_of_many_arms_decide():
+    # Each arm's own paired t-test on 2 seeds has 1 degree of freedom; pooled over 6 arms, 5.
+    val = {"baseline": {1: 0.700, 2: 0.705}, "w": {1: 0.660, 2: 0.671},
+           **{f"n{i}": {1: 0.700 + 0.002 * i, 2: 0.705 + 0.002 * i - 0.004 * (i % 2)} for i in range(4)}}
+    leader, compared = stats.compare_to_leader(val)
+    assert compared["w"].p_value < 0.001 and stats.compare_paired_seeds(val[leader], val["w"]).p_value > 0.02
+    assert compared["w"].p_value == pytest.approx(_blocked_by_hand(val, leader)["w"][3], rel=1e-9)
+
+
+def test_compare_to_leader_takes_the_first_on_a_tie_and_no_spread_decides_nothing():
+    val = {"baseline": {1: 0.70, 2: 0.72}, "a": {1: 0.70, 2: 0.72}, "b": {1: 0.65, 2: 0.67}}
+    leader, compared = stats.compare_to_leader(val)
+    assert leader == "baseline"
+    b = compared["b"]  # 5 points worse in both seeds, as every arm a constant shift: no noise to measure
+    assert b.diff == pytest.approx(-0.05) and b.p_value == 1.0 and math.isnan(b.ci_low) and math.isnan(b.ci_high)
+    assert stats.verdict(b) == "noise"
+
+
+def test_compare_to_leader_needs_two_arms_and_two_shared_seeds():
+    with pytest.raises(ValueError, match="2 shared seeds"):
+        stats.compare_to_leader({"baseline": {1: 0.7}, "a": {1: 0.6}})
+    with pytest.raises(ValueError, match="2 arms"):
+        stats.compare_to_leader({"baseline": {1: 0.7, 2: 0.71}})
+    # Only the seeds every arm ran count.
+    leader, compared = stats.compare_to_leader({"baseline": {1: 0.70, 2: 0.71, 3: 0.1}, "a": {1: 0.60, 2: 0.62}})
+    assert leader == "baseline" and compared["a"].pairs == 2 and compared["a"].diff == pytest.approx(-0.095)
