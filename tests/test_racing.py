@@ -124,9 +124,12 @@ def test_drops_are_worse_than_the_leader_beyond_the_noise_with_holm_over_the_arm
     # The baseline's configuration under another name: one arm with the baseline, never dropped.
     assert racing.drops({"baseline": base, "same": worse}, {**arms, "same": {"o": 0}}) == []
     assert racing.drops({"baseline": base}, arms) == []
-    # Two arms with one configuration are one arm: dropped together, and weighed once.
-    twin = {**arms, "w2": {"o": 1}}
+    # Two arms with one configuration (in any key order) are one arm: dropped together, and weighed once.
+    twin = {**arms, "w": {"o": 1, "p": 2}, "w2": {"p": 2, "o": 1}}
     assert racing.drops({"baseline": base, "w": worse, "w2": worse}, twin) == ["w", "w2"]
+    # An arm with the baseline's configuration stands for nothing: the baseline does, whatever the names' order.
+    alias = {**arms, "alias": {"o": 0}}
+    assert racing.drops({"baseline": base, "alias": base, "b": better}, alias) == []
 
 
 def test_two_seeds_of_several_arms_drop_a_loser_that_its_own_paired_test_could_not():

@@ -420,7 +420,7 @@ def test_compare_to_leader_pools_the_noise_two_seeds_of_many_arms_decide():
 def test_compare_to_leader_takes_the_first_on_a_tie_and_no_spread_decides_nothing():
     val = {"baseline": {1: 0.70, 2: 0.72}, "a": {1: 0.70, 2: 0.72}, "b": {1: 0.65, 2: 0.67}}
     leader, compared = stats.compare_to_leader(val)
-    assert leader == "baseline"
+    assert leader == "baseline" and compared["a"].better == 0  # equal is not better
     b = compared["b"]  # 5 points worse in both seeds, as every arm a constant shift: no noise to measure
     assert b.diff == pytest.approx(-0.05) and b.p_value == 1.0 and math.isnan(b.ci_low) and math.isnan(b.ci_high)
     assert stats.verdict(b) == "noise"
@@ -434,3 +434,13 @@ def test_compare_to_leader_needs_two_arms_and_two_shared_seeds():
     # Only the seeds every arm ran count.
     leader, compared = stats.compare_to_leader({"baseline": {1: 0.70, 2: 0.71, 3: 0.1}, "a": {1: 0.60, 2: 0.62}})
     assert leader == "baseline" and compared["a"].pairs == 2 and compared["a"].diff == pytest.approx(-0.095)
+
+
+def test_compare_to_leader_spread_below_one_in_a_billion_is_none_above_it_counts():
+    base, worse = {1: 0.70, 2: 0.72, 3: 0.71}, {1: 0.65, 2: 0.67, 3: 0.66}
+    for jitter, flat in ((1e-11, True), (1e-6, False)):
+        _, compared = stats.compare_to_leader({"baseline": base, "w": {1: 0.65 + jitter, 2: 0.67, 3: 0.66}})
+        assert (compared["w"].p_value == 1.0) is flat and math.isnan(compared["w"].ci_low) is flat
+        if not flat:  # a real, if tiny, spread: 5 points worse is far beyond it
+            assert compared["w"].p_value < 1e-6
+    assert stats.compare_to_leader({"baseline": base, "w": worse})[1]["w"].p_value == 1.0
