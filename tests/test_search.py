@@ -89,6 +89,7 @@ def test_diverging_trial_is_recorded_as_failed_and_search_goes_on(tiny_data, tmp
         (["--max-trials", "0"], "--max-trials must be > 0"),
         (["--subset", "5"], "smaller than the number of classes"),
         (["--subset", "1000"], "larger than the 100 training images"),
+        (["--image-size", "9x9"], "--image-size must be at least 10x10 for the notebook's CNN"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(tiny_data, tmp_path, capsys, extra, message):
