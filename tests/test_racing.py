@@ -130,6 +130,8 @@ def test_drops_are_worse_than_the_leader_beyond_the_noise_with_holm_over_the_arm
     # An arm with the baseline's configuration stands for nothing: the baseline does, whatever the names' order.
     alias = {**arms, "alias": {"o": 0}}
     assert racing.drops({"baseline": base, "alias": base, "b": better}, alias) == []
+    alias = {**arms, "baseline": {"p": 0, "o": 0}, "alias": {"o": 0, "p": 0}}  # in another key order
+    assert racing.drops({"baseline": base, "alias": base, "b": better}, alias) == []
 
 
 def test_two_seeds_of_several_arms_drop_a_loser_that_its_own_paired_test_could_not():
