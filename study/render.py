@@ -55,7 +55,7 @@ def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: Ru
     out = Writer(root)
     summary = summary_text(analysis, runs, cfg, len(data.y_test), bool(searches))
     sections = [
-        header_section(cfg, data, summary, warnings),
+        header_section(cfg, data, summary, warnings, runs),
         data_section(data, out),
         baseline_section(runs["baseline"][0], analysis.arms["baseline"], data, cfg, out),
         optimizers_section(runs, analysis, data, cfg, out),
@@ -74,12 +74,15 @@ def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: Ru
 
 # --- sections ---------------------------------------------------------------------------------------
 
-def header_section(cfg: ReportConfig, data, summary: str, warnings: list[str]) -> str:
+def header_section(cfg: ReportConfig, data, summary: str, warnings: list[str], runs: Runs | None = None) -> str:
     seeds = ", ".join(map(str, range(cfg.seed, cfg.seed + cfg.seeds)))
+    # A configuration with its own batch size (a training hyperparameter) trains with it, not the report's.
+    own = any("batch_size" in rs[0].hyperparameters for rs in (runs or {}).values() if rs)
+    batch = f"batch {cfg.batch_size}" + (" unless the configuration sets its own" if own else "")
     md = [
         "# Study report",
         f"**Summary.** {summary}",
-        f"Data: {data.describe()}. Every model was trained for {epochs_text(cfg.epochs)} (batch {cfg.batch_size}, "
+        f"Data: {data.describe()}. Every model was trained for {epochs_text(cfg.epochs)} ({batch}, "
         f"no early stopping) with seed{'s' if cfg.seeds > 1 else ''} {seeds}{_racing_rule(cfg)}, and evaluated once "
         "on the test set. "
         "Configuration: [config.json](config.json); every number: [metrics.json](metrics.json); every retraining: "
