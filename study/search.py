@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -484,6 +485,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     child = locks.HELD_BY_PARENT in os.environ  # started by a --parallel search, as its chief or a worker
     if child:
         parallel.die_with_parent()
+        # The command stops its children with SIGINT (each saves what it can). Started in the background
+        # (`cmd &` in a script), it ignores SIGINT, and so would they: they take it whatever they inherit.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         if not locks.held_by_parent():  # the command died before this process could follow it
             return 1
     try:

@@ -258,6 +258,15 @@ class _StudyTuner(keras_tuner.Tuner):
             self.oracle.save()
         storage.write_json(self._get_tuner_fname(), self.get_state())
 
+    def reload(self):
+        if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():
+            # A worker started once the project exists: the chief holds the oracle's state and writes its files.
+            # Reloading them here would read (and, on a reload, rewrite) what the chief is writing; the worker
+            # needs only the space, as in a new project.
+            self._populate_initial_space()
+            return
+        super().reload()
+
     def _get_tuner_fname(self):
         # Keras Tuner reloads a project when this process's <tuner id>.json exists: a chief's chief.json
         # would be missing in a project searched so far in one process (and tuner0.json where only other
