@@ -560,7 +560,7 @@ def _beyond_noise_text(analysis: stats.Analysis) -> str:
     better = [n for n, v in verdicts.items() if v == "better"]
     worse = [n for n, v in verdicts.items() if v == "worse"]
     diff = {n: f"{n} ({100 * c.diff:+.1f} points)" for n, c in analysis.comparisons.items() if c is not None}
-    holm = f" (Holm's correction over the {len(verdicts)} comparisons)" if len(verdicts) > 1 else ""
+    holm = f" (Holm's correction over the {analysis.family} comparisons)" if analysis.family > 1 else ""
     text = (f"Better than the baseline by more than the noise{holm}: " + ", ".join(diff[n] for n in better) + "."
             if better else f"No configuration beat the baseline by more than the noise{holm}.")
     if worse:

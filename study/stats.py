@@ -228,6 +228,7 @@ class Analysis:
     challenger: str | None  # the best mean validation accuracy of the arms that could replace the baseline
     beats_baseline: bool  # the challenger's test difference is positive beyond the noise (`beats_baseline`)
     baseline: str = "baseline"
+    family: int = 0  # comparisons in Holm's family: one per configuration, not per arm
 
     @property
     def recommended(self) -> str:
@@ -286,12 +287,19 @@ def analyse(runs: Mapping[str, Sequence[Any]], y_test: np.ndarray, baseline: str
     """
     dropped = dropped or {}
     arms = {name: {**summarize_runs(rs, len(y_test)), "dropped_after": dropped.get(name)} for name, rs in runs.items()}
-    comparisons = holm({name: compare_runs(runs[baseline], rs, y_test) for name, rs in runs.items()
-                        if name != baseline})
+    # Arms of one configuration (a search's best that is the SGD arm's) are one comparison in Holm's family.
+    stands_for: dict[str, str] = {}
+    for name, rs in runs.items():
+        stands_for.setdefault(json.dumps(rs[0].hyperparameters, sort_keys=True), name)
+    first = {name: stands_for[json.dumps(rs[0].hyperparameters, sort_keys=True)] for name, rs in runs.items()}
+    family = holm({name: compare_runs(runs[baseline], rs, y_test) for name, rs in runs.items()
+                   if name != baseline and first[name] == name})
+    comparisons = {name: family.get(first[name]) for name in runs if name != baseline}
     eligible = {name: arms[name]["final_val_accuracy"] for name, c in comparisons.items()
                 if c is not None and dropped.get(name) is None}
     picked = challenger(eligible)
-    return Analysis(arms, comparisons, picked, beats_baseline(comparisons.get(picked)), baseline)
+    return Analysis(arms, comparisons, picked, beats_baseline(comparisons.get(picked)), baseline,
+                    sum(c is not None for c in family.values()))
 
 
 def classification(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> tuple[dict, np.ndarray]:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from study import stats
+from study import render, stats
 
 Z = 1.959963984540054  # standard normal 97.5% quantile
 
@@ -253,6 +253,23 @@ def test_analyse_picks_by_validation_and_compares_in_pairs():
     # Dropped by the race: not a challenger, whatever its validation accuracy.
     a = stats.analyse(runs, y_test, dropped={"lucky": 2})
     assert a.challenger == "rmsprop" and a.arms["lucky"]["dropped_after"] == 2 and a.recommended == "baseline"
+
+
+def test_two_arms_of_one_configuration_are_one_comparison_in_holms_family():
+    y_test = np.arange(20) % 10
+    runs = {
+        "baseline": [_run(s, a, 0.60, {"o": "adam"}) for s, a in ((1, 0.50), (2, 0.55), (3, 0.60))],
+        "sgd": [_run(s, a, 0.40, {"o": "sgd"}) for s, a in ((1, 0.30), (2, 0.40), (3, 0.35))],
+        "lucky": [_run(s, 0.9, 0.64, {"o": "lucky"}) for s in (1, 2, 3)],
+        # A search whose best is the SGD arm's configuration: the same runs, not a second test.
+        "grid best": [_run(s, a, 0.40, {"o": "sgd"}) for s, a in ((1, 0.30), (2, 0.40), (3, 0.35))],
+    }
+    a = stats.analyse(runs, y_test)
+    p_lucky, p_sgd = _t_two_sided_p(0.35 / (0.05 / math.sqrt(3)), 2), _t_two_sided_p(-4 * math.sqrt(3), 2)
+    assert a.comparisons["lucky"].p_holm == pytest.approx(2 * p_lucky, rel=1e-6)  # a family of 2, not 3
+    assert a.comparisons["sgd"].p_holm == pytest.approx(p_sgd, rel=1e-6)
+    assert a.comparisons["grid best"] == a.comparisons["sgd"] and a.family == 2
+    assert "(Holm's correction over the 2 comparisons)" in render._beyond_noise_text(a)
 
 
 def test_analyse_with_no_challenger_keeps_the_baseline():
