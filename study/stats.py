@@ -288,10 +288,11 @@ def analyse(runs: Mapping[str, Sequence[Any]], y_test: np.ndarray, baseline: str
     dropped = dropped or {}
     arms = {name: {**summarize_runs(rs, len(y_test)), "dropped_after": dropped.get(name)} for name, rs in runs.items()}
     # Arms of one configuration (a search's best that is the SGD arm's) are one comparison in Holm's family.
+    config = {name: json.dumps(rs[0].hyperparameters, sort_keys=True) for name, rs in runs.items()}
     stands_for: dict[str, str] = {}
-    for name, rs in runs.items():
-        stands_for.setdefault(json.dumps(rs[0].hyperparameters, sort_keys=True), name)
-    first = {name: stands_for[json.dumps(rs[0].hyperparameters, sort_keys=True)] for name, rs in runs.items()}
+    for name in runs:
+        stands_for.setdefault(config[name], name)
+    first = {name: stands_for[config[name]] for name in runs}
     family = holm({name: compare_runs(runs[baseline], rs, y_test) for name, rs in runs.items()
                    if name != baseline and first[name] == name})
     comparisons = {name: family.get(first[name]) for name in runs if name != baseline}

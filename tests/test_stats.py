@@ -259,10 +259,10 @@ def test_two_arms_of_one_configuration_are_one_comparison_in_holms_family():
     y_test = np.arange(20) % 10
     runs = {
         "baseline": [_run(s, a, 0.60, {"o": "adam"}) for s, a in ((1, 0.50), (2, 0.55), (3, 0.60))],
-        "sgd": [_run(s, a, 0.40, {"o": "sgd"}) for s, a in ((1, 0.30), (2, 0.40), (3, 0.35))],
+        "sgd": [_run(s, a, 0.40, {"o": "sgd", "lr": 0.01}) for s, a in ((1, 0.30), (2, 0.40), (3, 0.35))],
         "lucky": [_run(s, 0.9, 0.64, {"o": "lucky"}) for s in (1, 2, 3)],
-        # A search whose best is the SGD arm's configuration: the same runs, not a second test.
-        "grid best": [_run(s, a, 0.40, {"o": "sgd"}) for s, a in ((1, 0.30), (2, 0.40), (3, 0.35))],
+        # A search whose best is the SGD arm's configuration (in another key order): the same runs, not a second test.
+        "grid best": [_run(s, a, 0.40, {"lr": 0.01, "o": "sgd"}) for s, a in ((1, 0.30), (2, 0.40), (3, 0.35))],
     }
     a = stats.analyse(runs, y_test)
     p_lucky, p_sgd = _t_two_sided_p(0.35 / (0.05 / math.sqrt(3)), 2), _t_two_sided_p(-4 * math.sqrt(3), 2)
