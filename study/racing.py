@@ -124,16 +124,14 @@ def drops(val: Mapping[str, Mapping[int, float]], arms: Mapping[str, dict[str, A
     the arms (`stats.compare_to_leader`); Holm over the arms that could be dropped. The baseline is
     never dropped, nor an arm with its configuration; arms with one configuration are one arm.
     """
-    first = {}  # configuration: the arm that stands for it, the baseline first
-    for name in sorted(val, key=lambda n: n != baseline):
-        first.setdefault(json.dumps(arms[name], sort_keys=True), name)
-    distinct = {name: val[name] for name in first.values()}
+    first = stats.stand_ins({name: arms[name] for name in val}, baseline)
+    distinct = {name: val[name] for name in val if first[name] == name}
     if len(distinct) < 2:
         return []
     leader, compared = stats.compare_to_leader(distinct)
     beaten = {name for name, c in stats.holm({n: c for n, c in compared.items() if n != baseline}).items()
               if stats.verdict(c) == "worse"}
-    return [name for name in val if first[json.dumps(arms[name], sort_keys=True)] in beaten]
+    return [name for name in val if first[name] in beaten]
 
 
 def _remembered(saved: Saved) -> Saved:

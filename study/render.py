@@ -74,10 +74,10 @@ def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: Ru
 
 # --- sections ---------------------------------------------------------------------------------------
 
-def header_section(cfg: ReportConfig, data, summary: str, warnings: list[str], runs: Runs | None = None) -> str:
+def header_section(cfg: ReportConfig, data, summary: str, warnings: list[str], runs: Runs) -> str:
     seeds = ", ".join(map(str, range(cfg.seed, cfg.seed + cfg.seeds)))
     # A configuration with its own batch size (a training hyperparameter) trains with it, not the report's.
-    own = any("batch_size" in rs[0].hyperparameters for rs in (runs or {}).values() if rs)
+    own = any("batch_size" in rs[0].hyperparameters for rs in runs.values())
     batch = f"batch {cfg.batch_size}" + (" unless the configuration sets its own" if own else "")
     md = [
         "# Study report",

@@ -277,6 +277,16 @@ def compare_runs(base: Sequence[Any], other: Sequence[Any], y_test: np.ndarray) 
                                 {o.seed: o.test_accuracy for _, o in pairs})
 
 
+def stand_ins(configurations: Mapping[str, Mapping[str, Any]], baseline: str) -> dict[str, str]:
+    """{arm: the arm that stands for its configuration}: arms of one configuration (in any key order) are one,
+    the baseline standing for its own, otherwise the first arm."""
+    first: dict[str, str] = {}
+    keys = {name: json.dumps(hp, sort_keys=True) for name, hp in configurations.items()}
+    for name in sorted(configurations, key=lambda n: n != baseline):  # stable: the baseline, then in order
+        first.setdefault(keys[name], name)
+    return {name: first[keys[name]] for name in configurations}
+
+
 def analyse(runs: Mapping[str, Sequence[Any]], y_test: np.ndarray, baseline: str = "baseline",
             dropped: Mapping[str, int | None] | None = None) -> Analysis:
     """Summaries of every arm, each arm against the baseline (Holm over the arms), and the recommendation.
@@ -288,11 +298,7 @@ def analyse(runs: Mapping[str, Sequence[Any]], y_test: np.ndarray, baseline: str
     dropped = dropped or {}
     arms = {name: {**summarize_runs(rs, len(y_test)), "dropped_after": dropped.get(name)} for name, rs in runs.items()}
     # Arms of one configuration (a search's best that is the SGD arm's) are one comparison in Holm's family.
-    config = {name: json.dumps(rs[0].hyperparameters, sort_keys=True) for name, rs in runs.items()}
-    stands_for: dict[str, str] = {}
-    for name in runs:
-        stands_for.setdefault(config[name], name)
-    first = {name: stands_for[config[name]] for name in runs}
+    first = stand_ins({name: rs[0].hyperparameters for name, rs in runs.items()}, baseline)
     family = holm({name: compare_runs(runs[baseline], rs, y_test) for name, rs in runs.items()
                    if name != baseline and first[name] == name})
     comparisons = {name: family.get(first[name]) for name in runs if name != baseline}

@@ -25,12 +25,15 @@ def _argv(data, directory: Path, *extra) -> list[str]:
             "--learning-rates", "0.001,0.01,0.003", *extra]
 
 
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
+    return {**env, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+
+
 def _command(argv: list[str], sigint=signal.SIG_DFL) -> subprocess.Popen:
     """The command, with SIGINT as in a terminal (by default): pytest started in the background ignores it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
-    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "study.search", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env,
+                            stderr=subprocess.PIPE, text=True, env=_env(),
                             preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))  # fmt: skip
 
 
@@ -120,11 +123,9 @@ sys.exit(search.main(sys.argv[2:]))
 def test_workers_that_start_after_the_chief_wrote_the_project_plan_every_trial(tiny_data, tmp_path):
     # A busy machine: the workers start once the chief has written the project's files (tuner0.json, which
     # makes Keras Tuner reload). A worker that read them took an empty space and printed "1/1 done".
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
-    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
     argv = _argv(tiny_data, tmp_path, "--parallel", "2")
     done = subprocess.run([sys.executable, "-c", LATE_WORKERS, str(tmp_path / "grid" / "tuner0.json"), *argv],
-                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+                          capture_output=True, text=True, env=_env(), timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     progress = re.findall(r"\[worker \d\] trial \d+ \(.*\): val_accuracy .*; (\d+)/(\d+) done", done.stdout)
     assert len(progress) == 6 and {total for _, total in progress} == {"6"}, done.stdout

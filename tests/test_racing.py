@@ -130,6 +130,7 @@ def test_drops_are_worse_than_the_leader_beyond_the_noise_with_holm_over_the_arm
     # An arm with the baseline's configuration stands for nothing: the baseline does, whatever the names' order.
     alias = {**arms, "alias": {"o": 0}}
     assert racing.drops({"baseline": base, "alias": base, "b": better}, alias) == []
+    assert racing.drops({"alias": base, "baseline": base, "b": better}, alias) == []
     alias = {**arms, "baseline": {"p": 0, "o": 0}, "alias": {"o": 0, "p": 0}}  # in another key order
     assert racing.drops({"baseline": base, "alias": base, "b": better}, alias) == []
 
