@@ -40,8 +40,8 @@ def main() -> None:
     every = {json.dumps([arms[n], s], sort_keys=True): store.load(arms[n], s)
              for n, a in fixed.arms.items() for s in a.seeds}
     for name, arm in state.arms.items():
-        print(f"{name:40s} seeds {list(arm.seeds)}" + (f"  dropped after {arm.dropped_after}" if arm.dropped_after
-                                                     else ""))
+        print(f"{name:40s} seeds {list(arm.seeds)}" + (f"  dropped after {arm.dropped_after} ({arm.dropped_because})"
+                                                     if arm.dropped_after else ""))
     hours = [sum(r.seconds for r in runs.values()) / 3600 for runs in (used, every)]
     print(f"racing (--min-seeds {args.min_seeds}): {len(used)} retrainings, {hours[0]:.2f} h of compute; "
           f"fixed {args.seeds} seeds: {len(every)} retrainings, {hours[1]:.2f} h; "

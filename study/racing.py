@@ -1,10 +1,11 @@
 """Racing the report's arms over paired seeds: a clear loser gets no more seeds.
 
 Arms get seeds round by round: every live arm runs seed s before any runs seed s+1. From
-`min_seeds` seeds on, an arm whose validation accuracy is worse than the best live arm's (the
-leader's) beyond the noise is dropped: it gets no more seeds. As irace's F-race drops candidates
+`min_seeds` seeds on, an arm is dropped (it gets no more seeds) when its validation accuracy is
+worse than the best live arm's (the leader's) beyond the noise, as irace's F-race drops candidates
 against the best, paired by seed (here: one linear model whose seed noise is pooled over the arms,
-Holm over the arms compared); the baseline is never dropped, so the report can still test against it.
+Holm over the arms compared); or when it cannot beat the baseline beyond the noise even with every
+seed (`stats.cannot_beat`). The baseline is never dropped, so the report can still test against it.
 
 Every decision is a pure function of the saved runs: a report killed at any point and rerun makes
 the same decisions as one that ran through. The statistics are `study.stats`'s; the test set
@@ -19,6 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from study import stats
+
+WORSE = "worse than the leader"  # on validation, beyond the noise: it can be neither the challenger nor better
+CANNOT_BEAT = "cannot beat the baseline"  # beyond the noise, even with every seed: more seeds change no answer
 
 Saved = Callable[[dict[str, Any], int], Any]  # (hyperparameters, seed) -> the saved run (study.records.Run) or None
 
@@ -70,10 +74,11 @@ def _best_scores(search: Any, batch_size: int) -> dict[str, tuple[float, dict[st
 
 @dataclass(frozen=True)
 class Arm:
-    """How far an arm got: the seeds it ran (or runs this round), and the number of seeds it was dropped after."""
+    """How far an arm got: the seeds it ran (or runs this round), the number of seeds it was dropped after, and why."""
 
     seeds: tuple[int, ...]
     dropped_after: int | None = None
+    dropped_because: str | None = None  # WORSE or CANNOT_BEAT
 
 
 @dataclass(frozen=True)
@@ -102,12 +107,12 @@ def race(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int],
     `arms`: {name: hyperparameters}, the baseline among them. `min_seeds` >= len(seeds): no racing.
     """
     saved = _remembered(saved)
-    dropped: dict[str, int] = {}
+    dropped: dict[str, tuple[int, str]] = {}  # {name: (seeds run, why)}
     for r, seed in enumerate(seeds):
         live = [name for name in arms if name not in dropped]
         if r >= min_seeds:
             val = {name: {s: saved(arms[name], s).final_val_accuracy for s in seeds[:r]} for name in live}
-            dropped.update({name: r for name in drops(val, arms, baseline)})
+            dropped.update({name: (r, why) for name, why in drops(val, arms, len(seeds), baseline).items()})
             live = [name for name in live if name not in dropped]
         todo = _distinct([(arms[name], seed) for name in live if saved(arms[name], seed) is None])
         if todo:
@@ -115,23 +120,25 @@ def race(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int],
     return _state(arms, saved, seeds, len(seeds), dropped, [])
 
 
-def drops(val: Mapping[str, Mapping[int, float]], arms: Mapping[str, dict[str, Any]],
-          baseline: str = "baseline") -> list[str]:
-    """The arms whose validation accuracy ({name: {seed: accuracy}}) is worse than the leader's beyond the noise.
+def drops(val: Mapping[str, Mapping[int, float]], arms: Mapping[str, dict[str, Any]], most_seeds: int,
+          baseline: str = "baseline") -> dict[str, str]:
+    """{arm: why} for the arms to drop, given their validation accuracies ({name: {seed: accuracy}}).
 
-    The leader is the live arm with the best mean, the baseline included: an arm worse than it can be
-    neither the challenger nor better than the baseline. Paired by seed with the noise pooled over
-    the arms (`stats.compare_to_leader`); Holm over the arms that could be dropped. The baseline is
-    never dropped, nor an arm with its configuration; arms with one configuration are one arm.
+    WORSE: worse than the leader (the live arm with the best mean, the baseline included) beyond the
+    noise, paired by seed with the noise pooled over the arms (`stats.compare_to_leader`), Holm over
+    the arms that could be dropped: it can be neither the challenger nor better than the baseline.
+    CANNOT_BEAT: even `most_seeds` seeds could not show it beating the baseline (`stats.cannot_beat`).
+    The baseline is never dropped, nor an arm with its configuration; arms with one configuration are one arm.
     """
     first = stats.stand_ins({name: arms[name] for name in val}, baseline)
     distinct = {name: val[name] for name in val if first[name] == name}
     if len(distinct) < 2:
-        return []
+        return {}
     leader, compared = stats.compare_to_leader(distinct)
-    beaten = {name for name, c in stats.holm({n: c for n, c in compared.items() if n != baseline}).items()
-              if stats.verdict(c) == "worse"}
-    return [name for name in val if first[name] in beaten]
+    why = {name: CANNOT_BEAT for name in stats.cannot_beat(distinct, baseline, most_seeds)}
+    why.update({name: WORSE for name, c in stats.holm({n: c for n, c in compared.items() if n != baseline}).items()
+                if stats.verdict(c) == "worse"})
+    return {name: why[first[name]] for name in val if first[name] in why}
 
 
 def _remembered(saved: Saved) -> Saved:
@@ -152,10 +159,11 @@ def _distinct(jobs: list[tuple[dict[str, Any], int]]) -> list[tuple[dict[str, An
     return list({json.dumps(job, sort_keys=True): job for job in jobs}.values())
 
 
-def _state(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int], r: int, dropped: dict[str, int],
-           todo: list[tuple[dict[str, Any], int]]) -> Race:
-    ran = {name: tuple(seeds[:dropped.get(name, min(r + 1, len(seeds)))]) for name in arms}
+def _state(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int], r: int,
+           dropped: dict[str, tuple[int, str]], todo: list[tuple[dict[str, Any], int]]) -> Race:
+    ran = {name: tuple(seeds[:dropped[name][0] if name in dropped else min(r + 1, len(seeds))]) for name in arms}
     later = [(arms[name], s) for name in arms if name not in dropped for s in seeds[r + 1:]]
     wanted = _distinct([(arms[name], s) for name, ss in ran.items() for s in ss] + later)
     left = sum(saved(hp, s) is None for hp, s in wanted)
-    return Race({name: Arm(ran[name], dropped.get(name)) for name in arms}, todo, r, left, len(wanted) - left)
+    return Race({name: Arm(ran[name], *dropped.get(name, (None, None))) for name in arms}, todo, r, left,
+                len(wanted) - left)

@@ -98,7 +98,8 @@ def _racing_rule(cfg: ReportConfig) -> str:
     if cfg.min_seeds >= cfg.seeds:
         return ""
     return (f" (racing: from {cfg.min_seeds} seeds on, an arm worse on validation than the best arm racing, beyond "
-            "the noise, got no more seeds)")
+            f"the noise, or that could not beat the baseline beyond the noise even with {cfg.seeds} seeds, got no "
+            "more seeds)")
 
 
 def data_section(data, out: Writer) -> str:
@@ -286,7 +287,7 @@ def final_section(runs: Runs, analysis: stats.Analysis, searches: list[Search], 
     keys = ["name", *dict.fromkeys(k for r in rows for k in r["hyperparameters"]), "search_val_accuracy",
             "final_val_accuracy", "test_accuracy", "test_accuracy_std", "ci_low", "ci_high", "interval",
             "diff_vs_baseline", "diff_ci_low", "diff_ci_high", "test", "p_value", "p_holm", "better", "pairs",
-            "verdict", "dropped_after"]
+            "verdict", "dropped_after", "dropped_because"]
     frame = pd.DataFrame([{**r["hyperparameters"], **r} for r in rows])
     frame = frame[[k for k in keys if k in frame]].rename(columns={"name": "configuration"})
     shown = pd.DataFrame([{
@@ -312,13 +313,29 @@ def final_section(runs: Runs, analysis: stats.Analysis, searches: list[Search], 
 
 def _racing_text(analysis: stats.Analysis) -> str:
     """Which arms the race dropped, and why their numbers rest on fewer seeds."""
-    dropped = {n: a["dropped_after"] for n, a in analysis.arms.items() if a.get("dropped_after") is not None}
-    if not dropped:
+    if not _dropped_by_reason(analysis):
         return ""
-    return (" **Dropped by the race:** " + ", ".join(f"{n} after {k} seeds" for n, k in dropped.items())
-            + ": worse on validation than the best arm racing, beyond the noise (paired by seed, the seed noise "
-            "pooled over the arms, Holm over the arms still racing), so they got no more seeds; their numbers are "
-            "over those seeds, paired with the baseline's same seeds (docs/racing.md).")
+    return (f" **Dropped by the race:** {_dropped_text(analysis)}. Worse: paired by seed, the seed noise pooled over "
+            "the arms, Holm over the arms still racing. Could not beat the baseline: even the optimistic end of "
+            "its one-sided 95% interval on validation was below the gain a paired test on every seed finds beyond "
+            "the noise half the time. Their numbers are over the seeds they ran, paired with the baseline's same "
+            "seeds (docs/racing.md).")
+
+
+def _dropped_by_reason(analysis: stats.Analysis) -> dict[str, list[str]]:
+    """{why: ["sgd after 2 seeds", ...]} of the arms the race dropped, in the arms' order."""
+    out: dict[str, list[str]] = {}
+    for name, a in analysis.arms.items():
+        if a.get("dropped_after") is not None:
+            out.setdefault(a["dropped_because"], []).append(f"{name} after {a['dropped_after']} seeds")
+    return out
+
+
+def _dropped_text(analysis: stats.Analysis) -> str:
+    """"worse on validation than the best arm racing, beyond the noise: sgd after 2 seeds; ..." """
+    said = {racing.WORSE: "worse on validation than the best arm racing, beyond the noise",
+            racing.CANNOT_BEAT: "could not beat the baseline beyond the noise on validation"}
+    return "; ".join(f"{said.get(why, why)}: {', '.join(arms)}" for why, arms in _dropped_by_reason(analysis).items())
 
 
 def _confirmation_text(analysis: stats.Analysis) -> str:
@@ -330,6 +347,9 @@ def _confirmation_text(analysis: stats.Analysis) -> str:
     if analysis.challenger is None:
         return text + " No configuration could challenge the baseline."
     outcome = "it does: it is the recommendation" if analysis.beats_baseline else "it does not: keep the baseline"
+    if analysis.arms[analysis.challenger]["dropped_after"] is not None:
+        outcome = ("the race dropped it, as every other, before the test set was read (with every challenger "
+                   "dropped, the challenger is the best on validation of those it kept longest): keep the baseline")
     return f"{text} The challenger is {analysis.challenger}, and {outcome} (in bold)."
 
 
@@ -517,10 +537,8 @@ def summary_text(analysis: stats.Analysis, runs: Runs, cfg: ReportConfig, n_test
                      "question only: the baseline (Adam) against SGD and RMSprop.")
     parts.append(_recommendation_text(analysis, runs, cfg))
     parts.append(_beyond_noise_text(analysis))
-    dropped = [f"{n} after {a['dropped_after']} seeds" for n, a in analysis.arms.items()
-               if a.get("dropped_after") is not None]
-    if dropped:
-        parts.append(f"Dropped by the race, worse on validation than the best arm racing: {', '.join(dropped)}.")
+    if _dropped_by_reason(analysis):
+        parts.append(f"Dropped by the race, {_dropped_text(analysis)}.")
     if cfg.seeds == 1:
         parts.append(f"With one seed the intervals cover only the sampling of the {n_test} test images, not the "
                      "spread between training runs (about a point of test accuracy for the notebook's CNN): run "
@@ -545,14 +563,20 @@ def _recommendation_text(analysis: stats.Analysis, runs: Runs, cfg: ReportConfig
               f"against the baseline's {pct(base['final_val_accuracy'])}")
     test = (f"test accuracy {acc_text(a)} against the baseline's {acc_text(base)}: {diff_text(c)}, p = "
             f"{c['p_value']:.2g} ({c['test']}, the one comparison fixed before the test set was read)")
-    verdict = "better" if analysis.beats_baseline else "worse" if c["diff_vs_baseline"] < 0 and \
-        c["p_value"] < stats.ALPHA else "noise"
+    beyond = c["p_value"] < stats.ALPHA  # the one comparison: uncorrected
+    verdict = _verdict_text("noise" if not beyond else "better" if c["diff_vs_baseline"] > 0 else "worse", c["test"])
     if analysis.beats_baseline:
         return (f"**Recommended: {pick}** ({hp_text(runs[pick][0].hyperparameters)}), picked by validation, "
-                f"{picked}; the test set confirms it: {test}, "
-                f"{_verdict_text(verdict, c['test'])}.")
-    return (f"{keep} The best challenger by validation, {named}, {picked}, does not beat it on the test set: "
-            f"{test}, {_verdict_text(verdict, c['test'])}.")
+                f"{picked}; the test set confirms it: {test}, {verdict}.")
+    if a["dropped_after"] is not None:
+        why = {racing.WORSE: "was worse than the best arm racing", racing.CANNOT_BEAT: "could not beat the baseline"}
+        return (f"{keep} The race dropped every challenger before the test set was read. Of those it kept longest, "
+                f"the best on validation is {named}, {pct(a['final_val_accuracy'])} against the baseline's "
+                f"{pct(base['final_val_accuracy'])}; it {why.get(a['dropped_because'], a['dropped_because'])} beyond "
+                f"the noise after {a['dropped_after']} seeds, so it is not recommended whatever the test set says: "
+                f"{test}, {verdict}.")
+    return f"{keep} The best challenger by validation, {named}, {picked}, does not beat it on the test set: {test}, " \
+        f"{verdict}."
 
 
 def _beyond_noise_text(analysis: stats.Analysis) -> str:

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default: {ReportConfig.seeds}; 1: a quick look, Wilson interval and McNemar's test)")
     p.add_argument("--min-seeds", type=int, default=ReportConfig.min_seeds, metavar="M",
                    help="racing: from M seeds on, an arm worse on validation than the best arm racing, beyond the "
-                   f"noise, gets no more seeds (default: {ReportConfig.min_seeds}; M = K: every arm gets K seeds)")
+                   "noise, or that cannot beat the baseline beyond the noise even with K seeds, gets no more seeds "
+                   f"(default: {ReportConfig.min_seeds}; M = K: every arm gets K seeds)")
     p.add_argument("--candidates", type=int, metavar="N", help="race the N best distinct configurations of all "
                    "the searches together, by their search validation accuracy (default: each search's best)")
     p.add_argument("--seed", type=int, help="first seed (default: the first search's --seed, else 1)")
@@ -238,6 +239,11 @@ def race(store: RunStore, arms: dict[str, dict[str, Any]], cfg: ReportConfig, n_
     return racing.race(arms, lambda hp, seed: store.load(hp, seed, n_test), seeds, cfg.min_seeds)
 
 
+def dropped(state: racing.Race) -> dict[str, tuple[int, str]]:
+    """{arm: (seeds run, why)} of the arms the race dropped, as `stats.analyse` takes them."""
+    return {n: (a.dropped_after, a.dropped_because) for n, a in state.arms.items() if a.dropped_after is not None}
+
+
 def raced_runs(store: RunStore, arms: dict[str, dict[str, Any]], state: racing.Race) -> dict[str, list[Run]]:
     """Each arm's saved run of every seed it ran in the race, in seed order."""
     return {name: [store.load(arms[name], s) for s in state.arms[name].seeds] for name in arms}
@@ -389,7 +395,7 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
         data, model = _train(cfg, store, lambda: race(store, arms, cfg, n_test), arms, model, log, verbose)
         state = race(store, arms, cfg, n_test)
     runs = raced_runs(store, arms, state)
-    analysis = stats.analyse(runs, data.y_test, dropped={n: a.dropped_after for n, a in state.arms.items()})
+    analysis = stats.analyse(runs, data.y_test, dropped=dropped(state))
     models = models_to_export(runs, analysis, store, cfg)
     invocation = {"command": command}
     _write(output, cfg, data, searches, runs, analysis, warnings, invocation,
@@ -413,15 +419,14 @@ def _train(cfg: ReportConfig, store: RunStore, racer: Callable[[], racing.Race],
     state = racer()
     while state.todo:
         log(f"round {state.round + 1} of {cfg.seeds} (seed {cfg.seed + state.round}): {state.live_text()}"
-            + "".join(f"; {name} dropped after {a.dropped_after} seeds" for name, a in state.arms.items()
-                      if a.dropped_after == state.round))
+            + "".join(f"; {name} dropped after {a.dropped_after} seeds ({a.dropped_because})"
+                      for name, a in state.arms.items() if a.dropped_after == state.round))
         train_missing(data, store, state.todo, cfg, model=model, log=log, verbose=verbose,
                       ahead=state.left - len(state.todo), live=state.live_text())
         state = racer()
     if cfg.final_fit:
         runs = raced_runs(store, arms, state)
-        dropped = {n: a.dropped_after for n, a in state.arms.items()}
-        hyperparameters = runs[stats.analyse(runs, data.y_test, dropped=dropped).recommended][0].hyperparameters
+        hyperparameters = runs[stats.analyse(runs, data.y_test, dropped=dropped(state)).recommended][0].hyperparameters
         final_fit(data, store, hyperparameters, cfg, model, log, verbose)
     # The last model's graphs and input pipeline hold the training images: gone with the session. What
     # rendering needs of the data is small: 0.15 GB less at the report's peak on CIFAR-10.
@@ -450,7 +455,8 @@ def _baseline(model: ModelFunction | None, data) -> dict[str, Any]:
 def _say_what_is_saved(store: RunStore, all_jobs: list, state: racing.Race, cfg: ReportConfig, log) -> None:
     if cfg.min_seeds < cfg.seeds and state.left:
         log(f"retrainings: {state.saved} already saved in {store.folder}, at most {state.left} to train (racing from "
-            f"{cfg.min_seeds} seeds: an arm worse on validation than the best arm racing gets no more)")
+            f"{cfg.min_seeds} seeds: an arm worse on validation than the best arm racing, or that cannot beat the "
+            "baseline beyond the noise, gets no more)")
     else:
         log(f"retrainings: {state.saved} of {state.saved + state.left} already saved in {store.folder}, "
             f"{state.left} to train")

@@ -108,19 +108,10 @@ def compare_to_leader(val: Mapping[str, Mapping[int, float]]) -> tuple[str, dict
     several arms already weigh as much as many seeds of one. No spread left in the model is not
     certainty: then no difference is beyond the noise (p = 1, no interval).
     """
-    import statsmodels.api as sm
-
-    seeds = sorted(set.intersection(*(set(v) for v in val.values())))
+    seeds = _shared_seeds(val)
     means = {name: float(np.mean([v[s] for s in seeds])) for name, v in val.items()}
     leader = max(means, key=means.get)  # the first on a tie
-    others = [name for name in val if name != leader]
-    if len(seeds) < 2 or not others:
-        raise ValueError(f"racing against the leader needs 2 arms and 2 shared seeds, got {list(val)} and {seeds}")
-    rows = [(name, s) for name in val for s in seeds]
-    design = np.array([[1.0] + [float(name == o) for o in others] + [float(s == t) for t in seeds[1:]]
-                       for name, s in rows])
-    fit = sm.OLS(np.array([val[name][s] for name, s in rows], float), design).fit()
-    flat = not fit.ssr > SAME ** 2 * len(rows)
+    fit, others, flat = _pooled(val, seeds, leader)
     ci = fit.conf_int(alpha=1 - CONFIDENCE)
     out = {}
     for i, name in enumerate(others, 1):
@@ -129,6 +120,45 @@ def compare_to_leader(val: Mapping[str, Mapping[int, float]]) -> tuple[str, dict
                                math.nan if flat else float(ci[i][1]), 1.0 if flat else float(fit.pvalues[i]),
                                better, len(seeds))
     return leader, out
+
+
+def cannot_beat(val: Mapping[str, Mapping[int, float]], baseline: str, most_seeds: int) -> dict[str, float]:
+    """{arm: the one-sided 95% upper bound of its gain over the baseline} of the arms that cannot beat it.
+
+    An arm cannot beat the baseline when even that optimistic bound is below the gain a paired
+    t-test on `most_seeds` seeds finds beyond the noise half the time, t(0.975, K - 1) x sigma x
+    sqrt(2 / K), sigma the seed noise pooled as in `compare_to_leader`: more seeds could not change the
+    answer, so they are not spent (a futility bound, as in group-sequential trials). No spread left in
+    the model decides nothing.
+    """
+    from scipy.stats import t
+
+    fit, others, flat = _pooled(val, _shared_seeds(val), baseline)
+    if flat:
+        return {}
+    needed = t.ppf(1 - ALPHA / 2, most_seeds - 1) * math.sqrt(fit.scale) * math.sqrt(2 / most_seeds)
+    bound = {name: float(fit.params[i] + t.ppf(CONFIDENCE, fit.df_resid) * fit.bse[i])
+             for i, name in enumerate(others, 1)}
+    return {name: b for name, b in bound.items() if b < needed}
+
+
+def _shared_seeds(val: Mapping[str, Mapping[int, float]]) -> list[int]:
+    return sorted(set.intersection(*(set(v) for v in val.values())))
+
+
+def _pooled(val: Mapping[str, Mapping[int, float]], seeds: list[int], reference: str) -> tuple[Any, list[str], bool]:
+    """The least-squares fit of accuracy = arm + seed + noise, each arm's term relative to `reference`;
+    the other arms in the order of their terms; and whether the model has no spread left."""
+    import statsmodels.api as sm
+
+    others = [name for name in val if name != reference]
+    if len(seeds) < 2 or not others:
+        raise ValueError(f"a pooled comparison needs 2 arms and 2 shared seeds, got {list(val)} and {seeds}")
+    rows = [(name, s) for name in [reference, *others] for s in seeds]
+    design = np.array([[1.0] + [float(name == o) for o in others] + [float(s == t) for t in seeds[1:]]
+                       for name, s in rows])
+    fit = sm.OLS(np.array([val[name][s] for name, s in rows], float), design).fit()
+    return fit, others, not fit.ssr > SAME ** 2 * len(rows)
 
 
 def compare_paired_images(base_correct: np.ndarray, other_correct: np.ndarray) -> Comparison:
@@ -288,25 +318,30 @@ def stand_ins(configurations: Mapping[str, Mapping[str, Any]], baseline: str) ->
 
 
 def analyse(runs: Mapping[str, Sequence[Any]], y_test: np.ndarray, baseline: str = "baseline",
-            dropped: Mapping[str, int | None] | None = None) -> Analysis:
+            dropped: Mapping[str, tuple[int, str]] | None = None) -> Analysis:
     """Summaries of every arm, each arm against the baseline (Holm over the arms), and the recommendation.
 
-    The challenger is the arm with the highest mean final validation accuracy, of those that ran
-    every seed (not `dropped` by the race) and are not the baseline's configuration: the
-    validation split picks. The test set then only confirms it, or not (`beats_baseline`).
+    `dropped`: {arm: (seeds run, why)} for the arms the race dropped. The challenger is the arm with
+    the highest mean final validation accuracy, of those not the baseline's configuration that the
+    race did not drop (if it dropped every one, of those it kept longest). The validation split picks;
+    the test set then only confirms it, or not (`beats_baseline`); a dropped arm never replaces the baseline.
     """
     dropped = dropped or {}
-    arms = {name: {**summarize_runs(rs, len(y_test)), "dropped_after": dropped.get(name)} for name, rs in runs.items()}
+    arms = {name: {**summarize_runs(rs, len(y_test)), "dropped_after": dropped.get(name, (None, None))[0],
+                   "dropped_because": dropped.get(name, (None, None))[1]} for name, rs in runs.items()}
     # Arms of one configuration (a search's best that is the SGD arm's) are one comparison in Holm's family.
     first = stand_ins({name: rs[0].hyperparameters for name, rs in runs.items()}, baseline)
     family = holm({name: compare_runs(runs[baseline], rs, y_test) for name, rs in runs.items()
                    if name != baseline and first[name] == name})
     comparisons = {name: family.get(first[name]) for name in runs if name != baseline}
-    eligible = {name: arms[name]["final_val_accuracy"] for name, c in comparisons.items()
-                if c is not None and dropped.get(name) is None}
-    picked = challenger(eligible)
-    return Analysis(arms, comparisons, picked, beats_baseline(comparisons.get(picked)), baseline,
-                    sum(c is not None for c in family.values()))
+    rivals = [name for name, c in comparisons.items() if c is not None]
+    kept = [name for name in rivals if name not in dropped]
+    if not kept and rivals:  # every one dropped: those the race kept longest
+        most = max(dropped[name][0] for name in rivals)
+        kept = [name for name in rivals if dropped[name][0] == most]
+    picked = challenger({name: arms[name]["final_val_accuracy"] for name in kept})
+    confirmed = picked is not None and picked not in dropped and beats_baseline(comparisons[picked])
+    return Analysis(arms, comparisons, picked, confirmed, baseline, sum(c is not None for c in family.values()))
 
 
 def classification(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> tuple[dict, np.ndarray]:

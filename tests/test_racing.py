@@ -46,14 +46,14 @@ def _run_race(store, arms=ARMS, min_seeds=3, seeds=SEEDS, stop_after=None):
 
 VAL = {"adam": {s: 0.70 + 0.01 * (s % 2) for s in SEEDS},
        "sgd": {s: 0.55 + 0.01 * (s % 3) for s in SEEDS},  # 15 points worse: dropped after 3 seeds
-       "rmsprop": {s: 0.70 + 0.01 * ((s + 1) % 2) for s in SEEDS}}  # as good, in turn: never dropped
+       "rmsprop": {s: 0.73 + 0.01 * ((s + 1) % 2) for s in SEEDS}}  # 2 to 4 points better: never dropped
 
 
 def test_a_clear_loser_is_dropped_after_min_seeds_and_every_live_arm_gets_seed_s_before_any_gets_s_plus_1():
     store = Store(VAL)
     state = _run_race(store)
     assert state.todo == [] and state.round == 5 and state.left == 0
-    assert state.arms["sgd"] == racing.Arm((1, 2, 3), 3)
+    assert state.arms["sgd"] == racing.Arm((1, 2, 3), 3, racing.WORSE)
     assert state.arms["rmsprop"] == racing.Arm((1, 2, 3, 4, 5), None)
     assert state.arms["grid best"] == racing.Arm((1, 2, 3, 4, 5), None)  # the baseline's configuration: not compared
     assert state.live == ["baseline", "rmsprop", "grid best"] and state.live_text() == "3 of 4 arms live"
@@ -98,7 +98,7 @@ def test_runs_saved_beyond_the_race_change_no_decision():
         for s in SEEDS:
             store.train({"o": o}, s)
     state = racing.race(ARMS, store.saved, SEEDS, 3)
-    assert state.todo == [] and state.arms["sgd"] == racing.Arm((1, 2, 3), 3) and state.saved == 13
+    assert state.todo == [] and state.arms["sgd"] == racing.Arm((1, 2, 3), 3, racing.WORSE) and state.saved == 13
 
 
 def test_drops_are_worse_than_the_leader_beyond_the_noise_with_holm_over_the_arms_that_can_be_dropped():
@@ -106,33 +106,60 @@ def test_drops_are_worse_than_the_leader_beyond_the_noise_with_holm_over_the_arm
     worse = {1: 0.68, 2: 0.66, 3: 0.67}  # -2, -4, -3 points: with two arms the paired t-test, p = 0.035
     assert stats.compare_to_leader({"baseline": base, "w": worse})[1]["w"].p_value == pytest.approx(0.0351, abs=1e-4)
     arms = {"baseline": {"o": 0}, "w": {"o": 1}, "n": {"o": 2}, "b": {"o": 3}, "v": {"o": 4}}
-    assert racing.drops({"baseline": base, "w": worse}, arms) == ["w"]
+    assert racing.drops({"baseline": base, "w": worse}, arms, 5) == {"w": racing.WORSE}
     # Holm over the two arms that can be dropped: w's p doubled is not below 0.05 any more (n, as good as the
-    # baseline on average but spread by 5 points, also widens the pooled noise).
+    # baseline on average but spread by 5 points, also widens the pooled noise). w still cannot beat the baseline.
     noise = {1: 0.725, 2: 0.675, 3: 0.70}
     _, pooled = stats.compare_to_leader({"baseline": base, "w": worse, "n": noise})
     assert pooled["w"].p_value < 0.05 < 2 * pooled["w"].p_value
-    assert racing.drops({"baseline": base, "w": worse, "n": noise}, arms) == []
+    assert racing.drops({"baseline": base, "w": worse, "n": noise}, arms, 10) == {"w": racing.CANNOT_BEAT}
     # The leader need not be the baseline: an arm as good as the baseline but worse than a clear leader is
     # dropped; the baseline, as much worse, never is.
     better = {1: 0.74, 2: 0.75, 3: 0.76}
     level = {1: 0.705, 2: 0.695, 3: 0.70}
     _, by_leader = stats.compare_to_leader({"baseline": base, "b": better, "v": level})
     assert by_leader["baseline"].p_value < 0.05 and 2 * by_leader["v"].p_value < 0.05
-    assert racing.drops({"baseline": base, "b": better, "v": level}, arms) == ["v"]
-    assert racing.drops({"baseline": base, "b": better}, arms) == []
+    assert racing.drops({"baseline": base, "b": better, "v": level}, arms, 5) == {"v": racing.WORSE}
+    assert racing.drops({"baseline": base, "b": better}, arms, 5) == {}
     # The baseline's configuration under another name: one arm with the baseline, never dropped.
-    assert racing.drops({"baseline": base, "same": worse}, {**arms, "same": {"o": 0}}) == []
-    assert racing.drops({"baseline": base}, arms) == []
+    assert racing.drops({"baseline": base, "same": worse}, {**arms, "same": {"o": 0}}, 5) == {}
+    assert racing.drops({"baseline": base}, arms, 5) == {}
     # Two arms with one configuration (in any key order) are one arm: dropped together, and weighed once.
     twin = {**arms, "w": {"o": 1, "p": 2}, "w2": {"p": 2, "o": 1}}
-    assert racing.drops({"baseline": base, "w": worse, "w2": worse}, twin) == ["w", "w2"]
+    assert racing.drops({"baseline": base, "w": worse, "w2": worse}, twin, 5) == {"w": racing.WORSE,
+                                                                                  "w2": racing.WORSE}
     # An arm with the baseline's configuration stands for nothing: the baseline does, whatever the names' order.
     alias = {**arms, "alias": {"o": 0}}
-    assert racing.drops({"baseline": base, "alias": base, "b": better}, alias) == []
-    assert racing.drops({"alias": base, "baseline": base, "b": better}, alias) == []
+    assert racing.drops({"baseline": base, "alias": base, "b": better}, alias, 5) == {}
+    assert racing.drops({"alias": base, "baseline": base, "b": better}, alias, 5) == {}
     alias = {**arms, "baseline": {"p": 0, "o": 0}, "alias": {"o": 0, "p": 0}}  # in another key order
-    assert racing.drops({"baseline": base, "alias": base, "b": better}, alias) == []
+    assert racing.drops({"baseline": base, "alias": base, "b": better}, alias, 5) == {}
+
+
+def test_an_arm_that_cannot_beat_the_baseline_even_with_every_seed_is_dropped():
+    """Two arms: the pooled model is the paired t-test, so the bound and the gain needed are its own numbers."""
+    from scipy.stats import t
+
+    base = {1: 0.70, 2: 0.72, 3: 0.71}
+    level = {1: 0.68, 2: 0.71, 3: 0.71}  # -2, -1, 0 points: mean -1, spread 1 point
+    bound = -0.01 + t.ppf(0.95, 2) * 0.01 / math.sqrt(3)  # +0.7 points: the paired one-sided 95% upper bound
+    needed = {k: t.ppf(0.975, k - 1) * 0.01 / math.sqrt(k) for k in (3, 5, 50)}  # 1.4, 1.2 and 0.3 points
+    assert stats.cannot_beat({"baseline": base, "l": level}, "baseline", 5) == {"l": pytest.approx(bound, rel=1e-9)}
+    assert bound < needed[3] and stats.cannot_beat({"baseline": base, "l": level}, "baseline", 3) == \
+        {"l": pytest.approx(bound, rel=1e-9)}
+    assert bound > needed[50] and stats.cannot_beat({"baseline": base, "l": level}, "baseline", 50) == {}
+    # One point better on average, the same spread: its bound is above the gain 5 seeds find, it races on.
+    up = {s: v + 0.02 for s, v in level.items()}
+    assert stats.cannot_beat({"baseline": base, "u": up}, "baseline", 5) == {}
+    # Beside u, l is also worse than the leader beyond the noise: the stronger reason is the one given.
+    assert racing.drops({"baseline": base, "l": level, "u": up}, {"baseline": 0, "l": 1, "u": 2}, 5) == \
+        {"l": racing.WORSE}
+    # The same gain in every seed leaves no spread: that is not certainty, nothing is dropped.
+    flat = {s: v - 0.01 for s, v in base.items()}
+    assert stats.cannot_beat({"baseline": base, "f": flat}, "baseline", 5) == {}
+    # Against the baseline, not the leader: an arm level with the baseline is dropped, whoever leads.
+    assert stats.cannot_beat({"best": up, "l": level, "baseline": base}, "baseline", 5) == \
+        {"l": pytest.approx(stats.cannot_beat({"baseline": base, "l": level, "best": up}, "baseline", 5)["l"])}
 
 
 def test_two_seeds_of_several_arms_drop_a_loser_that_its_own_paired_test_could_not():
@@ -140,12 +167,16 @@ def test_two_seeds_of_several_arms_drop_a_loser_that_its_own_paired_test_could_n
            "b": {1: 0.516, 2: 0.536}, "c": {1: 0.510, 2: 0.504}}
     arms = {name: {"o": i} for i, name in enumerate(val)}
     # c: 3 and 4 points worse. Its own paired t-test has 1 degree of freedom (p 0.09); pooled over the 5 arms, 4.
+    # a and b, 1 to 2.5 points behind, are not worse beyond the noise, but cannot beat the baseline in 3 seeds.
     assert stats.compare_paired_seeds(val["baseline"], val["c"]).p_value > 0.05
-    assert racing.drops(val, arms) == ["sgd", "c"]
+    assert racing.drops(val, arms, 3) == {"sgd": racing.WORSE, "a": racing.CANNOT_BEAT, "b": racing.CANNOT_BEAT,
+                                          "c": racing.WORSE}
     store = Store({i: {s: val[name][(s - 1) % 2 + 1] for s in SEEDS} for i, name in enumerate(val)})
     state = _run_race(store, arms=arms, min_seeds=2, seeds=[1, 2, 3])
-    assert state.arms["sgd"] == racing.Arm((1, 2), 2) and state.arms["c"] == racing.Arm((1, 2), 2)
-    assert state.arms["a"] == racing.Arm((1, 2, 3)) and state.saved == 3 * 3 + 2 * 2 == len(store.trained)
+    assert state.arms["sgd"] == racing.Arm((1, 2), 2, racing.WORSE)
+    assert state.arms["c"] == racing.Arm((1, 2), 2, racing.WORSE)
+    assert state.arms["a"] == racing.Arm((1, 2), 2, racing.CANNOT_BEAT)
+    assert state.arms["baseline"] == racing.Arm((1, 2, 3)) and state.saved == 3 + 4 * 2 == len(store.trained)
 
 
 def _search(name, rows):
@@ -225,3 +256,18 @@ def test_a_configurations_search_score_is_its_best_in_any_search():
     sized = _search("sized", [("adam", 1e-3, 0.9)])
     sized.trials["batch_size"] = 64
     assert racing.search_score({"optimizer": "adam", "learning_rate": 1e-3}, [sized], 64) == 0.9
+
+
+def test_an_arm_level_with_the_baseline_is_dropped_as_it_cannot_beat_it_and_a_rerun_makes_the_same_decisions():
+    val = {**VAL, "nadam": {s: VAL["adam"][s] + 0.002 * (s % 3 - 1) for s in SEEDS}}  # within 0.2 points
+    arms = {"baseline": {"o": "adam"}, "sgd": {"o": "sgd"}, "nadam": {"o": "nadam"}}
+    whole = Store(val)
+    expected = _run_race(whole, arms=arms)
+    assert expected.arms["nadam"] == racing.Arm((1, 2, 3), 3, racing.CANNOT_BEAT)  # not worse, but no better
+    assert expected.arms["sgd"] == racing.Arm((1, 2, 3), 3, racing.WORSE)
+    assert expected.arms["baseline"] == racing.Arm(tuple(SEEDS)) and whole.trained[-3:] == \
+        [("nadam", 3), ("adam", 4), ("adam", 5)]
+    for crash in (5, 9, 10):
+        store = Store(val)
+        _run_race(store, arms=arms, stop_after=crash)
+        assert _run_race(store, arms=arms) == expected and store.trained == whole.trained

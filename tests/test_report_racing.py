@@ -51,8 +51,8 @@ def test_the_report_drops_a_clear_loser_after_min_seeds_round_by_round(tiny_data
     assert calls == [(o, s) for s in (1, 2) for o in ("adam", "sgd", "rmsprop")] + \
         [(o, s) for s in (3, 4, 5) for o in ("adam", "rmsprop")]
     out = capsys.readouterr().out
-    assert "retrainings: 0 already saved in" in out and "at most 15 to train (racing from 2 seeds" in out and "round 3 of 5 (seed 3): 2 of 3 arms live; " \
-        "sgd dropped after 2 seeds" in out
+    assert "retrainings: 0 already saved in" in out and "at most 15 to train (racing from 2 seeds" in out
+    assert "round 3 of 5 (seed 3): 2 of 3 arms live; sgd dropped after 2 seeds (worse than the leader)" in out
     assert "retraining seed 4, 1 epoch, 2 of 3 arms live: optimizer=adam" in out
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     arms = metrics["arms"]
@@ -64,11 +64,14 @@ def test_the_report_drops_a_clear_loser_after_min_seeds_round_by_round(tiny_data
     assert rows["sgd"]["diff_vs_baseline"] == pytest.approx(-0.275)  # against the baseline's seeds 1-2
     assert metrics["recommendation"]["challenger"] == "rmsprop" and metrics["config"]["min_seeds"] == 2
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "Dropped by the race, worse on validation than the best arm racing: sgd after 2 seeds." in text
-    assert "**Dropped by the race:** sgd after 2 seeds" in text and "| 2, dropped " in text
+    worse = "worse on validation than the best arm racing, beyond the noise: sgd after 2 seeds"
+    assert f"Dropped by the race, {worse}." in text
+    assert f"**Dropped by the race:** {worse}." in text and "| 2, dropped " in text
     assert "(racing: from 2 seeds on" in text
     table = pd.read_csv(tmp_path / "out" / "tables" / "final_comparison.csv").set_index("configuration")
     assert table.loc["sgd", "dropped_after"] == 2 and pd.isna(table.loc["rmsprop", "dropped_after"])
+    assert table.loc["sgd", "dropped_because"] == "worse than the leader" == arms["sgd"]["dropped_because"]
+    assert pd.isna(table.loc["rmsprop", "dropped_because"]) and arms["rmsprop"]["dropped_because"] is None
 
     # --min-seeds 5: every arm gets every seed; only SGD's three missing seeds are trained.
     calls.clear()
@@ -80,6 +83,28 @@ def test_the_report_drops_a_clear_loser_after_min_seeds_round_by_round(tiny_data
     assert report.main(_argv(tiny_data, tmp_path, "out")) == 0
     arms = json.loads((tmp_path / "out" / "metrics.json").read_text())["arms"]
     assert arms["sgd"]["seeds"] == [1, 2] and arms["sgd"]["dropped_after"] == 2 and len(calls) == 3
+
+
+def test_a_challenger_that_cannot_beat_the_baseline_is_dropped_and_named_but_never_recommended(
+        tiny_data, tmp_path, monkeypatch, capsys):
+    # RMSprop level with the baseline (0, -5, 0 points) for 3 seeds, far better later: seeds it never gets.
+    monkeypatch.setitem(ACCURACY, "rmsprop", {1: .50, 2: .50, 3: .60, 4: .95, 5: .95})
+    calls = []
+    monkeypatch.setattr(report, "retrain", _retrain(calls))
+    assert report.main(_argv(tiny_data, tmp_path, "out")) == 0
+    assert calls == [(o, s) for s in (1, 2) for o in ("adam", "sgd", "rmsprop")] + [("adam", 3), ("rmsprop", 3),
+                                                                                     ("adam", 4), ("adam", 5)]
+    assert "round 4 of 5 (seed 4): 1 of 3 arms live; rmsprop dropped after 3 seeds (cannot beat the baseline)" \
+        in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["arms"]["rmsprop"]["dropped_because"] == "cannot beat the baseline"
+    assert metrics["recommendation"]["challenger"] == "rmsprop" and metrics["recommendation"]["name"] == "baseline"
+    assert metrics["recommendation"]["beats_baseline"] is False
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "could not beat the baseline beyond the noise on validation: rmsprop after 3 seeds" in text
+    assert "The race dropped every challenger before the test set was read. Of those it kept longest, the best on " \
+        "validation is rmsprop" in text and "could not beat the baseline beyond the noise after 3 seeds, so it is " \
+        "not recommended" in text
 
 
 def _report(argv: list[str], point: str, crafted: Path) -> subprocess.CompletedProcess:

@@ -251,7 +251,7 @@ def test_analyse_picks_by_validation_and_compares_in_pairs():
     a = stats.analyse(runs, y_test)
     assert a.challenger == "lucky" and a.beats_baseline and a.recommended == "lucky"
     # Dropped by the race: not a challenger, whatever its validation accuracy.
-    a = stats.analyse(runs, y_test, dropped={"lucky": 2})
+    a = stats.analyse(runs, y_test, dropped={"lucky": (2, "worse than the leader")})
     assert a.challenger == "rmsprop" and a.arms["lucky"]["dropped_after"] == 2 and a.recommended == "baseline"
 
 
@@ -465,3 +465,25 @@ def test_compare_to_leader_spread_below_one_in_a_billion_is_none_above_it_counts
         if not flat:  # a real, if tiny, spread: 5 points worse is far beyond it
             assert compared["w"].p_value < 1e-6
     assert stats.compare_to_leader({"baseline": base, "w": worse})[1]["w"].p_value == 1.0
+
+
+def test_with_every_challenger_dropped_the_one_kept_longest_is_named_and_never_recommended():
+    y_test = np.arange(20) % 10
+    base = [_run(s, a, 0.60, {"o": "adam"}) for s, a in ((1, 0.50), (2, 0.55), (3, 0.60), (4, 0.55))]
+    runs = {
+        "baseline": base,
+        # Kept 3 seeds, and beyond the noise on test (+0.35, +0.30, +0.25): the race had already dropped it.
+        "late": [_run(s, a, 0.62, {"o": "late"}) for s, a in ((1, 0.85), (2, 0.85), (3, 0.85))],
+        "later": [_run(s, a, 0.61, {"o": "later"}) for s, a in ((1, 0.50), (2, 0.55), (3, 0.60))],
+        "early": [_run(s, 0.5, 0.70, {"o": "early"}) for s in (1, 2)],  # the best validation, after 2 seeds only
+        "same": [_run(s, a, 0.90, {"o": "adam"}) for s, a in ((1, 0.50), (2, 0.55), (3, 0.60), (4, 0.55))],
+    }
+    why = "cannot beat the baseline"
+    a = stats.analyse(runs, y_test, dropped={"late": (3, why), "later": (3, why), "early": (2, why)})
+    assert a.challenger == "late" and stats.beats_baseline(a.comparisons["late"])
+    assert not a.beats_baseline and a.recommended == "baseline"
+    assert a.arms["late"]["dropped_after"] == 3 and a.arms["late"]["dropped_because"] == why
+    assert a.arms["baseline"]["dropped_after"] is None and a.arms["baseline"]["dropped_because"] is None
+    # One challenger not dropped: it is the challenger, whatever the dropped ones' validation accuracy.
+    a = stats.analyse(runs, y_test, dropped={"late": (3, why), "early": (2, why)})
+    assert a.challenger == "later" and not a.beats_baseline
