@@ -162,6 +162,20 @@ def test_an_arm_that_cannot_beat_the_baseline_even_with_every_seed_is_dropped():
         {"l": pytest.approx(stats.cannot_beat({"baseline": base, "l": level, "best": up}, "baseline", 5)["l"])}
 
 
+@pytest.mark.parametrize("most_seeds", [3, 5])
+def test_the_gain_needed_is_the_one_a_paired_test_on_every_seed_finds_half_the_time(most_seeds):
+    """An arm whose bound is a hair above the gain needed races on; a hair below, it is dropped."""
+    from scipy.stats import t
+
+    base = {1: 0.70, 2: 0.72, 3: 0.71}
+    spread = 0.01  # the differences' standard deviation: d - 1, d, d + 1 points
+    needed = t.ppf(0.975, most_seeds - 1) * spread / math.sqrt(most_seeds)
+    for hair, dropped in ((1e-3, False), (-1e-3, True)):
+        mean = needed * (1 + hair) - t.ppf(0.95, 2) * spread / math.sqrt(3)  # the bound: needed x (1 + hair)
+        arm = {s: base[s] + mean + spread * (s - 2) for s in base}
+        assert (stats.cannot_beat({"baseline": base, "a": arm}, "baseline", most_seeds) != {}) is dropped, hair
+
+
 def test_two_seeds_of_several_arms_drop_a_loser_that_its_own_paired_test_could_not():
     val = {"baseline": {1: 0.540, 2: 0.544}, "sgd": {1: 0.259, 2: 0.271}, "a": {1: 0.516, 2: 0.529},
            "b": {1: 0.516, 2: 0.536}, "c": {1: 0.510, 2: 0.504}}
