@@ -331,11 +331,15 @@ def _dropped_by_reason(analysis: stats.Analysis) -> dict[str, list[str]]:
     return out
 
 
+# Why the race dropped an arm, in the report's words.
+DROPPED_BECAUSE = {racing.WORSE: "worse on validation than the best arm racing, beyond the noise",
+                   racing.CANNOT_BEAT: "could not beat the baseline beyond the noise on validation"}
+
+
 def _dropped_text(analysis: stats.Analysis) -> str:
     """"worse on validation than the best arm racing, beyond the noise: sgd after 2 seeds; ..." """
-    said = {racing.WORSE: "worse on validation than the best arm racing, beyond the noise",
-            racing.CANNOT_BEAT: "could not beat the baseline beyond the noise on validation"}
-    return "; ".join(f"{said.get(why, why)}: {', '.join(arms)}" for why, arms in _dropped_by_reason(analysis).items())
+    return "; ".join(f"{DROPPED_BECAUSE.get(why, why)}: {', '.join(arms)}"
+                     for why, arms in _dropped_by_reason(analysis).items())
 
 
 def _confirmation_text(analysis: stats.Analysis) -> str:
@@ -569,12 +573,11 @@ def _recommendation_text(analysis: stats.Analysis, runs: Runs, cfg: ReportConfig
         return (f"**Recommended: {pick}** ({hp_text(runs[pick][0].hyperparameters)}), picked by validation, "
                 f"{picked}; the test set confirms it: {test}, {verdict}.")
     if a["dropped_after"] is not None:
-        why = {racing.WORSE: "was worse than the best arm racing", racing.CANNOT_BEAT: "could not beat the baseline"}
         return (f"{keep} The race dropped every challenger before the test set was read. Of those it kept longest, "
                 f"the best on validation is {named}, {pct(a['final_val_accuracy'])} against the baseline's "
-                f"{pct(base['final_val_accuracy'])}; it {why.get(a['dropped_because'], a['dropped_because'])} beyond "
-                f"the noise after {a['dropped_after']} seeds, so it is not recommended whatever the test set says: "
-                f"{test}, {verdict}.")
+                f"{pct(base['final_val_accuracy'])}; dropped after {a['dropped_after']} seeds "
+                f"({DROPPED_BECAUSE.get(a['dropped_because'], a['dropped_because'])}), it is not recommended whatever "
+                f"the test set says: {test}, {verdict}.")
     return f"{keep} The best challenger by validation, {named}, {picked}, does not beat it on the test set: {test}, " \
         f"{verdict}."
 

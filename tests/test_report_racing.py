@@ -103,8 +103,8 @@ def test_a_challenger_that_cannot_beat_the_baseline_is_dropped_and_named_but_nev
     text = (tmp_path / "out" / "report.md").read_text()
     assert "could not beat the baseline beyond the noise on validation: rmsprop after 3 seeds" in text
     assert "The race dropped every challenger before the test set was read. Of those it kept longest, the best on " \
-        "validation is rmsprop" in text and "could not beat the baseline beyond the noise after 3 seeds, so it is " \
-        "not recommended" in text
+        "validation is rmsprop" in text and "dropped after 3 seeds (could not beat the baseline beyond the noise " \
+        "on validation), it is not recommended whatever the test set says" in text
 
 
 def _report(argv: list[str], point: str, crafted: Path) -> subprocess.CompletedProcess:
