@@ -49,15 +49,11 @@ def decide(runs: dict[str, dict[int, SimpleNamespace]], min_seeds: int) -> tuple
     """(retrainings, the recommended arm) of one report on these runs, raced from `min_seeds` seeds on."""
     arms = {name: {"arm": name} for name in runs}
     state = racing.race(arms, lambda hp, s: runs[hp["arm"]][s], SEEDS, min_seeds, baseline="arm0")
-    dropped = {n: a.dropped_after for n, a in state.arms.items() if a.dropped_after is not None}
-    rivals = [n for n in runs if n != "arm0"]
-    kept = [n for n in rivals if n not in dropped] or \
-        [n for n in rivals if dropped[n] == max(dropped.values())]
-    val = {n: np.mean([runs[n][s].final_val_accuracy for s in state.arms[n].seeds]) for n in kept}
-    pick = stats.challenger(val)
+    val = {n: np.mean([runs[n][s].final_val_accuracy for s in state.arms[n].seeds]) for n in runs if n != "arm0"}
+    pick = stats.challenger(val, state.dropped)
     seeds = state.arms[pick].seeds
     c = stats.compare_paired_seeds({s: runs["arm0"][s].test for s in seeds}, {s: runs[pick][s].test for s in seeds})
-    recommended = pick if pick not in dropped and stats.beats_baseline(c) else "arm0"
+    recommended = pick if pick not in state.dropped and stats.beats_baseline(c) else "arm0"
     return sum(len(a.seeds) for a in state.arms.values()), recommended
 
 

@@ -92,6 +92,11 @@ class Race:
     saved: int  # retrainings saved of those the race has given or may still give (the rest: `left`)
 
     @property
+    def dropped(self) -> dict[str, tuple[int, str]]:
+        """{arm: (seeds run, why)} of the arms dropped, as `stats.analyse` and `stats.challenger` take them."""
+        return {n: (a.dropped_after, a.dropped_because) for n, a in self.arms.items() if a.dropped_after is not None}
+
+    @property
     def live(self) -> list[str]:
         return [name for name, arm in self.arms.items() if arm.dropped_after is None]
 

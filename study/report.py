@@ -239,11 +239,6 @@ def race(store: RunStore, arms: dict[str, dict[str, Any]], cfg: ReportConfig, n_
     return racing.race(arms, lambda hp, seed: store.load(hp, seed, n_test), seeds, cfg.min_seeds)
 
 
-def dropped(state: racing.Race) -> dict[str, tuple[int, str]]:
-    """{arm: (seeds run, why)} of the arms the race dropped, as `stats.analyse` takes them."""
-    return {n: (a.dropped_after, a.dropped_because) for n, a in state.arms.items() if a.dropped_after is not None}
-
-
 def raced_runs(store: RunStore, arms: dict[str, dict[str, Any]], state: racing.Race) -> dict[str, list[Run]]:
     """Each arm's saved run of every seed it ran in the race, in seed order."""
     return {name: [store.load(arms[name], s) for s in state.arms[name].seeds] for name in arms}
@@ -395,7 +390,7 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
         data, model = _train(cfg, store, lambda: race(store, arms, cfg, n_test), arms, model, log, verbose)
         state = race(store, arms, cfg, n_test)
     runs = raced_runs(store, arms, state)
-    analysis = stats.analyse(runs, data.y_test, dropped=dropped(state))
+    analysis = stats.analyse(runs, data.y_test, dropped=state.dropped)
     models = models_to_export(runs, analysis, store, cfg)
     invocation = {"command": command}
     _write(output, cfg, data, searches, runs, analysis, warnings, invocation,
@@ -426,7 +421,7 @@ def _train(cfg: ReportConfig, store: RunStore, racer: Callable[[], racing.Race],
         state = racer()
     if cfg.final_fit:
         runs = raced_runs(store, arms, state)
-        hyperparameters = runs[stats.analyse(runs, data.y_test, dropped=dropped(state)).recommended][0].hyperparameters
+        hyperparameters = runs[stats.analyse(runs, data.y_test, dropped=state.dropped).recommended][0].hyperparameters
         final_fit(data, store, hyperparameters, cfg, model, log, verbose)
     # The last model's graphs and input pipeline hold the training images: gone with the session. What
     # rendering needs of the data is small: 0.15 GB less at the report's peak on CIFAR-10.

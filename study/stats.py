@@ -215,15 +215,21 @@ def verdict(c: Comparison) -> str:
     return "better" if c.diff > 0 else "worse"
 
 
-def challenger(val_accuracy: Mapping[str, float]) -> str | None:
+def challenger(val_accuracy: Mapping[str, float], dropped: Mapping[str, tuple[int, str]] | None = None) -> str | None:
     """The arm with the highest mean validation accuracy over its retrainings (the first on a tie); None if none.
 
-    The test set never picks: it only confirms, or not, what validation picked.
+    Of the arms the race did not drop (`dropped`: {arm: (seeds run, why)}); if it dropped every one,
+    of those it kept longest. The test set never picks: it only confirms, or not, what validation picked.
     """
-    if not val_accuracy:
+    dropped = dropped or {}
+    kept = [name for name in val_accuracy if name not in dropped]
+    if not kept and val_accuracy:  # every one dropped: those the race kept longest
+        most = max(dropped[name][0] for name in val_accuracy)
+        kept = [name for name in val_accuracy if dropped[name][0] == most]
+    if not kept:
         return None
-    best = max(val_accuracy.values())
-    return next(name for name, v in val_accuracy.items() if v == best)
+    best = max(val_accuracy[name] for name in kept)
+    return next(name for name in kept if val_accuracy[name] == best)
 
 
 def beats_baseline(c: Comparison | None) -> bool:
@@ -321,25 +327,21 @@ def analyse(runs: Mapping[str, Sequence[Any]], y_test: np.ndarray, baseline: str
             dropped: Mapping[str, tuple[int, str]] | None = None) -> Analysis:
     """Summaries of every arm, each arm against the baseline (Holm over the arms), and the recommendation.
 
-    `dropped`: {arm: (seeds run, why)} for the arms the race dropped. The challenger is the arm with
-    the highest mean final validation accuracy, of those not the baseline's configuration that the
-    race did not drop (if it dropped every one, of those it kept longest). The validation split picks;
-    the test set then only confirms it, or not (`beats_baseline`); a dropped arm never replaces the baseline.
+    `dropped`: {arm: (seeds run, why)} for the arms the race dropped. The challenger (`challenger`) is
+    picked by validation among the arms that are not the baseline's configuration; the test set then
+    only confirms it, or not (`beats_baseline`), and a dropped arm never replaces the baseline.
     """
     dropped = dropped or {}
-    arms = {name: {**summarize_runs(rs, len(y_test)), "dropped_after": dropped.get(name, (None, None))[0],
-                   "dropped_because": dropped.get(name, (None, None))[1]} for name, rs in runs.items()}
+    arms = {name: {**summarize_runs(rs, len(y_test)),
+                   **dict(zip(("dropped_after", "dropped_because"), dropped.get(name, (None, None))))}
+            for name, rs in runs.items()}
     # Arms of one configuration (a search's best that is the SGD arm's) are one comparison in Holm's family.
     first = stand_ins({name: rs[0].hyperparameters for name, rs in runs.items()}, baseline)
     family = holm({name: compare_runs(runs[baseline], rs, y_test) for name, rs in runs.items()
                    if name != baseline and first[name] == name})
     comparisons = {name: family.get(first[name]) for name in runs if name != baseline}
-    rivals = [name for name, c in comparisons.items() if c is not None]
-    kept = [name for name in rivals if name not in dropped]
-    if not kept and rivals:  # every one dropped: those the race kept longest
-        most = max(dropped[name][0] for name in rivals)
-        kept = [name for name in rivals if dropped[name][0] == most]
-    picked = challenger({name: arms[name]["final_val_accuracy"] for name in kept})
+    picked = challenger({name: arms[name]["final_val_accuracy"] for name, c in comparisons.items() if c is not None},
+                        dropped)
     confirmed = picked is not None and picked not in dropped and beats_baseline(comparisons[picked])
     return Analysis(arms, comparisons, picked, confirmed, baseline, sum(c is not None for c in family.values()))
 
