@@ -1,7 +1,8 @@
 """Augmentation of the training images: random horizontal flips, and shifts of up to 4 pixels with zeros padded in.
 
-What each image of an epoch gets is drawn from (seed, epoch) alone, so runs of the same seed see the same
-augmented batches, whatever their batch size, backend or device. It happens in the batch pipeline, to
+What each image of an epoch gets is drawn from (seed, epoch) alone and indexed by the image (its index in the
+training array), so runs of the same seed give every image the same flip and shift in every epoch, whatever
+their batch size, backend or device. It happens in the batch pipeline, to
 the training batches only (never validation, test or prediction), so a saved model has no augmentation
 layer. The pixels move as uint8, before scaling: in NumPy on the host, or in JAX on the device where the
 images live there (`study.training.DeviceBatches`), a gather through padded coordinates; both give the
@@ -20,14 +21,15 @@ _STREAM = 0xA06  # keeps these draws apart from the data order's, which also sta
 
 
 class Draws(NamedTuple):
-    """What every position of one epoch's order gets: a flip, and a shift (rows, columns)."""
+    """What every image of one epoch gets, by its index: a flip, and a shift (rows, columns)."""
 
     flips: np.ndarray  # (n,) bool
     shifts: np.ndarray  # (n, 2) int, in [-pad, pad]
     pad: int
 
-    def batch(self, start: int, stop: int) -> Draws:
-        return Draws(self.flips[start:stop], self.shifts[start:stop], self.pad)
+    def of(self, images: np.ndarray) -> Draws:
+        """The draws of these images (indices), in their order: a batch's."""
+        return Draws(self.flips[images], self.shifts[images], self.pad)
 
 
 def draws(augmentation: str, n: int, seed: int, epoch: int) -> Draws | None:

@@ -22,6 +22,17 @@ SCHEDULES = ("constant", "cosine")  # study.recipe: the learning rate over a run
 TRAINING_HYPERPARAMETERS = ("batch_size", "augmentation", "schedule", "weight_decay", "label_smoothing")
 
 
+# What a retraining's numbers depend on beyond its settings, in a saved run's key: runs of an older training
+# path are never reused. 2: initial weights and dropout streams seeded per layer (study.seeding), augmentation
+# drawn per image (study.augment); runs without a version were trained before.
+RUN_VERSION = 2
+
+
+def config_key(value: Any) -> str:
+    """What identifies a configuration (its hyperparameters, or any JSON value made of them), in any key order."""
+    return json.dumps(value, sort_keys=True)
+
+
 class StudyError(ValueError):
     """Bad input: the commands print its one-line message and exit with status 2."""
 
@@ -327,9 +338,14 @@ class ReportConfig:
     directory: str = "tuner_results"  # where the searches are
     output: str = "reports"  # the report folder (its runs/ subfolder keeps every retraining)
     epochs: int = BASELINE.epochs  # every retraining, no early stopping (as the notebook)
-    seeds: int = 5  # repetitions of every retraining, seeds seed..seed+K-1 (README: why 5)
+    seeds: int = 5  # the race's seeds, seed..seed+K-1 (docs/report.md: why 5)
     model: dict[str, str] | None = None  # model_identity(--model); None: the notebook's CNN
-    seed: int = 1  # initial weights and data order of the first repetition
+    # The race's first seed: by default the one after the largest seed any search trained with (every trial of a
+    # search trains with its seed), so that no retraining repeats a search trial (docs/report.md, "Seeds").
+    seed: int = 1
+    # Seeds of the confirmation, right after the race's: the challenger and the baseline only, and they decide
+    # (0: the race's own runs decide, an exploratory claim).
+    confirm_seeds: int = 5
     batch_size: int = BASELINE.batch_size
     data: DataConfig = field(default_factory=DataConfig)
     data_from: str = "flags"  # "flags", "search <name>" (its config.json) or "default"
@@ -338,6 +354,7 @@ class ReportConfig:
     parallel: int = 1  # retrainings side by side, in as many processes (1: one after another)
     candidates: int | None = None  # the N best distinct searched configurations; None: each search's best
     min_seeds: int = 2  # seeds every arm runs before racing may drop it (>= seeds: no racing; docs/racing.md)
+    reuse: tuple[str, ...] = ()  # other reports' folders whose saved runs of the same settings are reused
     # {search name: SearchConfig.identity()}: the searches whose winners this report retrains. More
     # trials of the same searches are the same report; other searches are another report.
     searches: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -359,7 +376,16 @@ class ReportConfig:
                                        for name, d in old["searches"].items()}}
         return [k for k in self._WHAT if k in old and mine[k] != old[k]]
 
+    @property
+    def race_seeds(self) -> range:
+        return range(self.seed, self.seed + self.seeds)
+
+    @property
+    def confirmation_seeds(self) -> range:
+        return range(self.seed + self.seeds, self.seed + self.seeds + self.confirm_seeds)
+
     def settings(self, backend: str) -> dict[str, Any]:
-        """What a saved run must share with this report to be reused: data, model and training settings."""
+        """What a saved run must share with this report to be reused: data, model, training settings and the
+        version of the training path (RUN_VERSION)."""
         return {"data": dataclasses.asdict(self.data), "epochs": self.epochs, "batch_size": self.batch_size,
-                "backend": backend, "model": self.model}
+                "backend": backend, "model": self.model, "version": RUN_VERSION}

@@ -50,6 +50,32 @@ def accelerator() -> str:
     return "cpu"
 
 
+def accelerator_name() -> str | None:
+    """The model of the GPU (or TPU) Keras trains on, e.g. "NVIDIA H200"; None on a CPU. Imports the backend."""
+    if accelerator() == "cpu":
+        return None
+    import keras
+
+    backend = keras.config.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            return str(jax.devices()[0].device_kind)
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+            return str(details.get("device_name") or "GPU")
+        if backend == "torch":
+            import torch
+
+            return str(torch.cuda.get_device_name(0))
+    except Exception:  # a driver that cannot say: the kind is still an accelerator
+        pass
+    return accelerator().upper()
+
+
 def _setting(name: str) -> int | None:
     text = os.environ.get(name, "").strip()
     if not text:

@@ -10,7 +10,7 @@ import keras
 import keras_tuner
 
 from study import model as model_lib
-from study import recipe, training
+from study import recipe, seeding, training
 from study.config import BASELINE, SearchSpace
 from study.model import NOTEBOOK_CNN, ModelFunction
 
@@ -48,8 +48,10 @@ class StudyHyperModel(keras_tuner.HyperModel):
         for name, choices in values.items():
             default = defaults[name]
             hp.Choice(name, list(choices), default=default if default in choices else choices[0])
-        keras.utils.set_random_seed(self.seed)
-        built = self.model.build(hp, self.input_shape, self.num_classes)
+        # Every layer's initial weights from the seed and its name: trials of one seed start alike whatever
+        # their dropout rates (study.seeding).
+        built = seeding.build_seeded(lambda: self.model.build(hp, self.input_shape, self.num_classes), self.seed,
+                                     self.input_shape)
         # The training hyperparameters a model function declared are applied too (study.recipe).
         return model_lib.compile_with(built, hp.values)
 

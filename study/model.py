@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import keras_tuner
 
-from study import recipe
+from study import recipe, seeding
 from study.config import BASELINE, OPTIMIZERS, StudyError, model_identity
 
 _OPTIMIZER_CLASSES = {
@@ -175,18 +175,24 @@ def fixed(values: dict[str, Any]) -> keras_tuner.HyperParameters:
 
 
 def build_uncompiled(input_shape: tuple[int, ...], num_classes: int, hyperparameters: dict[str, Any] | None = None,
-                     model: ModelFunction = NOTEBOOK_CNN) -> keras.Model:
+                     model: ModelFunction = NOTEBOOK_CNN, seed: int | None = None) -> keras.Model:
     """`model` built with `hyperparameters` (the others take their defaults), not compiled: what a model file
-    holds, loadable without `study` (a smoothed loss is study's own class)."""
+    holds, loadable without `study` (a smoothed loss is study's own class).
+
+    `seed`: every layer's initial weights from it and the layer's name (`study.seeding`); None: Keras's own draws.
+    """
     values = {"optimizer": BASELINE.optimizer, "learning_rate": BASELINE.learning_rate, **(hyperparameters or {})}
-    return model.build(fixed(values), tuple(input_shape), num_classes)
+    if seed is None:
+        return model.build(fixed(values), tuple(input_shape), num_classes)
+    return seeding.build_seeded(lambda: model.build(fixed(values), tuple(input_shape), num_classes), seed,
+                                tuple(input_shape))
 
 
 def build_model(input_shape: tuple[int, ...], num_classes: int, hyperparameters: dict[str, Any] | None = None,
-                model: ModelFunction = NOTEBOOK_CNN) -> keras.Model:
+                model: ModelFunction = NOTEBOOK_CNN, seed: int | None = None) -> keras.Model:
     """`model` built with `hyperparameters` (the others take their defaults) and compiled with their optimizer."""
     values = {"optimizer": BASELINE.optimizer, "learning_rate": BASELINE.learning_rate, **(hyperparameters or {})}
-    return compile_with(build_uncompiled(input_shape, num_classes, values, model), values)
+    return compile_with(build_uncompiled(input_shape, num_classes, values, model, seed), values)
 
 
 def default_hyperparameters(model: ModelFunction, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:

@@ -8,8 +8,9 @@ Holm over the arms compared); or when it cannot beat the baseline beyond the noi
 seed (`stats.cannot_beat`). The baseline is never dropped, so the report can still test against it.
 
 Every decision is a pure function of the saved runs: a report killed at any point and rerun makes
-the same decisions as one that ran through. The statistics are `study.stats`'s; the test set
-plays no part (the validation split decides, the test set only reports).
+the same decisions as one that ran through. The race ends early when it has dropped every arm but
+the baseline (and arms of its configuration): nothing is left to beat it, so it gets no more seeds.
+The statistics are `study.stats`'s; the test set plays no part (the validation split decides).
 """
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ class Race:
 
     arms: dict[str, Arm]
     todo: list[tuple[dict[str, Any], int]]  # the missing runs of the round under way, each configuration once
-    round: int  # seeds run by every live arm before this round; len(seeds) when the race is over
+    round: int  # seeds run by every live arm before this round; len(seeds) when the race ran to its end
     left: int  # retrainings still to run, this round's included, if no other arm is dropped (at most)
     saved: int  # retrainings saved of those the race has given or may still give (the rest: `left`)
 
@@ -119,10 +120,19 @@ def race(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int],
             val = {name: {s: saved(arms[name], s).final_val_accuracy for s in seeds[:r]} for name in live}
             dropped.update({name: (r, why) for name, why in drops(val, arms, len(seeds), baseline).items()})
             live = [name for name in live if name not in dropped]
+            if dropped and not _challengers(live, arms, baseline):
+                # Nothing is left to beat the baseline: its further seeds would have no purpose.
+                return _state(arms, saved, seeds, r, dropped, [], over=True)
         todo = _distinct([(arms[name], seed) for name in live if saved(arms[name], seed) is None])
         if todo:
             return _state(arms, saved, seeds, r, dropped, todo)
     return _state(arms, saved, seeds, len(seeds), dropped, [])
+
+
+def _challengers(live: Sequence[str], arms: Mapping[str, dict[str, Any]], baseline: str) -> list[str]:
+    """The live arms with a configuration other than the baseline's."""
+    first = stats.stand_ins({name: arms[name] for name in live}, baseline)
+    return [name for name in live if first[name] != first[baseline]]
 
 
 def drops(val: Mapping[str, Mapping[int, float]], arms: Mapping[str, dict[str, Any]], most_seeds: int,
@@ -165,9 +175,11 @@ def _distinct(jobs: list[tuple[dict[str, Any], int]]) -> list[tuple[dict[str, An
 
 
 def _state(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int], r: int,
-           dropped: dict[str, tuple[int, str]], todo: list[tuple[dict[str, Any], int]]) -> Race:
-    ran = {name: tuple(seeds[:dropped[name][0] if name in dropped else min(r + 1, len(seeds))]) for name in arms}
-    later = [(arms[name], s) for name in arms if name not in dropped for s in seeds[r + 1:]]
+           dropped: dict[str, tuple[int, str]], todo: list[tuple[dict[str, Any], int]], over: bool = False) -> Race:
+    """The race at round `r` (its runs in `todo`); `over`: it ended there, before the live arms ran seed r."""
+    end = r if over else min(r + 1, len(seeds))
+    ran = {name: tuple(seeds[:dropped[name][0] if name in dropped else end]) for name in arms}
+    later = [] if over else [(arms[name], s) for name in arms if name not in dropped for s in seeds[r + 1:]]
     wanted = _distinct([(arms[name], s) for name, ss in ran.items() for s in ss] + later)
     left = sum(saved(hp, s) is None for hp, s in wanted)
     return Race({name: Arm(ran[name], *dropped.get(name, (None, None))) for name in arms}, todo, r, left,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,10 +114,16 @@ class Run:
     settings: dict[str, Any] = field(default_factory=dict)  # data, epochs, batch size, backend
     environment: dict[str, Any] = field(default_factory=dict)  # where it ran (study.runtime.environment)
     ended_at: float | None = None  # wall clock
+    reused_from: str | None = None  # the report folder it was copied from (--reuse); None: trained for this one
 
     @property
     def final_val_accuracy(self) -> float:
         return float(self.history["val_accuracy"][-1])
+
+    @property
+    def machine(self) -> str | None:
+        """The kind of machine that computed it (`machine_kind`): runs of one kind give the same numbers."""
+        return machine_kind(self.environment)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "y_pred": self.y_pred.astype(int).tolist()}
@@ -131,12 +139,27 @@ def run_key(hyperparameters: dict[str, Any], seed: int, settings: dict[str, Any]
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-class RunStore:
-    """Saved runs in one folder, one JSON file each, written atomically as soon as a run ends."""
+def machine_kind(environment: dict[str, Any] | None) -> str | None:
+    """The accelerator's model where it trained on one, else the CPU's (study.runtime.environment); None unknown."""
+    if not environment:
+        return None
+    return environment.get("gpu") or environment.get("cpu")
 
-    def __init__(self, folder: Path, settings: dict[str, Any]):
+
+UNPAIRED_FOLDER = "unpaired"  # inside runs/: confirmation runs replaced by a pair trained on one machine
+
+
+class RunStore:
+    """Saved runs in one folder, one JSON file each, written atomically as soon as a run ends.
+
+    `reuse`: other reports' runs folders; a run missing here but saved there with the same settings is
+    copied in (marked `reused_from`), so a report folder always holds every run it rests on.
+    """
+
+    def __init__(self, folder: Path, settings: dict[str, Any], reuse: tuple[Path, ...] = ()):
         # As a saved run holds them (tuples read back as lists), so that the two compare equal.
         self.folder, self.settings = Path(folder), json.loads(json.dumps(settings))
+        self.reuse = tuple(Path(r) for r in reuse)
 
     def path(self, hyperparameters: dict[str, Any], seed: int) -> Path:
         return self.folder / f"seed{seed}-{run_key(hyperparameters, seed, self.settings)}.json"
@@ -152,7 +175,7 @@ class RunStore:
     def load(self, hyperparameters: dict[str, Any], seed: int, n_test: int | None = None) -> Run | None:
         """The saved run with these hyperparameters, seed and this store's settings, or None."""
         path = self.path(hyperparameters, seed)
-        if not path.exists():
+        if not path.exists() and not self._copy_reused(path):
             return None
         try:
             run = Run.from_dict(storage.read_json(path))
@@ -162,10 +185,37 @@ class RunStore:
             raise StudyError(f"{path} holds {len(run.y_pred)} test predictions, not {n_test}; delete it to retrain")
         return run
 
+    def _copy_reused(self, path: Path) -> bool:
+        """Copy the run saved as `path.name` in a --reuse folder (and its weights), marked as reused; True if found."""
+        for folder in self.reuse:
+            theirs = folder / path.name
+            if theirs.exists() and theirs.resolve() != path.resolve():
+                record = storage.read_json(theirs)
+                record["reused_from"] = record.get("reused_from") or str(folder.parent)
+                weights = theirs.with_suffix(".weights.h5")
+                if weights.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(weights, path.with_suffix(".weights.h5"))
+                storage.write_json(path, record)
+                return True
+        return False
+
     def save(self, run: Run) -> Path:
         path = self.path(run.hyperparameters, run.seed)
         storage.write_json(path, run.to_dict())
         return path
+
+    def set_aside(self, hyperparameters: dict[str, Any], seed: int) -> Path | None:
+        """Move a saved run (and its weights) into runs/unpaired/, kept but no longer used; returns where."""
+        path = self.path(hyperparameters, seed)
+        if not path.exists():
+            return None
+        aside = self.folder / UNPAIRED_FOLDER
+        aside.mkdir(parents=True, exist_ok=True)
+        for p in (path, path.with_suffix(".weights.h5")):
+            if p.exists():
+                os.replace(p, aside / p.name)
+        return aside / path.name
 
     def other_settings(self, jobs: list[tuple[dict[str, Any], int]]) -> dict[str, int]:
         """{setting: saved runs} of saved runs of these jobs (same hyperparameters and seed) with other settings."""

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import shlex
 import shutil
 import sys
 import tempfile
-import time
 import warnings as pywarnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
-from study import devices, locks, parallel, racing, results, runtime, stats
-from study.config import BASELINE, OPTIMIZER_COMPARISON, DataConfig, ReportConfig, StudyError, model_identity
+from study import confirm, devices, locks, racing, results, retrain, runtime, stats
+from study.config import (
+    BASELINE, OPTIMIZER_COMPARISON, DataConfig, ReportConfig, StudyError, config_key, model_identity,
+)
 from study.records import MODELS_FOLDER, RUNS_FOLDER, Run, RunStore, Search, find_searches
 from study.search import Parser, add_data_arguments
 
@@ -47,15 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=BASELINE.epochs,
                    help=f"epochs of every retraining (default: {BASELINE.epochs}, the notebook's)")
     p.add_argument("--seeds", type=int, default=ReportConfig.seeds, metavar="K",
-                   help="retrain every configuration with K seeds and compare them in pairs "
+                   help="the race: retrain every configuration with up to K seeds, compared in pairs on validation "
                    f"(default: {ReportConfig.seeds}; 1: a quick look, Wilson interval and McNemar's test)")
+    p.add_argument("--confirm-seeds", type=int, default=ReportConfig.confirm_seeds, metavar="C",
+                   help="then retrain the challenger the race picked and the baseline with C fresh seeds: their "
+                   f"paired test difference alone decides (default: {ReportConfig.confirm_seeds}; 0: the race's own "
+                   "runs decide, an exploratory claim)")
     p.add_argument("--min-seeds", type=int, default=ReportConfig.min_seeds, metavar="M",
                    help="racing: from M seeds on, an arm worse on validation than the best arm racing, beyond the "
                    "noise, or that cannot beat the baseline beyond the noise even with K seeds, gets no more seeds "
                    f"(default: {ReportConfig.min_seeds}; M = K: every arm gets K seeds)")
     p.add_argument("--candidates", type=int, metavar="N", help="race the N best distinct configurations of all "
                    "the searches together, by their search validation accuracy (default: each search's best)")
-    p.add_argument("--seed", type=int, help="first seed (default: the first search's --seed, else 1)")
+    p.add_argument("--seed", type=int, help="the race's first seed; no race or confirmation seed may be a search's "
+                   "(default: one past the largest seed any search trained with, else 1)")
     p.add_argument("--batch-size", type=int, default=BASELINE.batch_size, help=f"default: {BASELINE.batch_size}")
     p.add_argument("--full-data", action="store_true", help="retrain on every image even if the searches used "
                    "--subset (search cheaply, report at full budget)")
@@ -67,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "start over (without it, a report of other searches, data or training settings is refused)")
     p.add_argument("--final-fit", action="store_true", help="also train the recommended configuration once on the "
                    "training and validation images together, saved as <output>/models/final.keras")
+    p.add_argument("--reuse", action="append", default=[], metavar="REPORT", help="reuse the saved runs of another "
+                   "report folder where they have this report's settings, instead of training them (copied into "
+                   "runs/, listed as reused, their compute not counted as this report's; repeatable)")
     add_data_arguments(p, searched="the data recorded in the config.json of the first search under --directory, "
                        "project folders in alphabetical order (all of a report's searches normally share it); "
                        "without searches, the search's defaults (CIFAR-10 via keras.datasets, 32x32, 3 channels, "
@@ -93,6 +100,11 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
         raise StudyError(f"--min-seeds must be >= 2 (a paired comparison needs two seeds), got {args.min_seeds}")
     if args.seed is not None and args.seed < 0:
         raise StudyError(f"--seed must be >= 0, got {args.seed}")
+    if args.confirm_seeds < 0:
+        raise StudyError(f"--confirm-seeds must be >= 0, got {args.confirm_seeds}")
+    for other in args.reuse:
+        if not (Path(other) / RUNS_FOLDER).is_dir():
+            raise StudyError(f"--reuse {other}: no report folder there (no {RUNS_FOLDER}/ inside)")
     warnings = []
     distinct = {json.dumps(dataclasses.asdict(s.config.data), sort_keys=True): s.name for s in searches}
     if len(distinct) > 1:
@@ -101,7 +113,7 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
             "accuracies are not comparable with each other; the retrainings below all use the same data"
         )
     data, data_from = _data_config(args, searches)
-    seed = args.seed if args.seed is not None else (searches[0].config.seed if searches else 1)
+    seed = first_seed(args.seed, searches, args.seeds, args.confirm_seeds)
     model = model_identity(args.model) if args.model else (searches[0].config.model if searches else None)
     for s in searches:
         if s.config.model != model:
@@ -111,14 +123,30 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
         directory=args.directory or DEFAULT_DIRECTORY, output=args.output, epochs=args.epochs, seeds=args.seeds,
         model=model, seed=seed, batch_size=args.batch_size, data=data, data_from=data_from,
         final_fit=args.final_fit, backend=runtime.keras_backend(), parallel=args.parallel,
-        candidates=args.candidates, min_seeds=args.min_seeds,
-        searches={s.name: s.config.identity() for s in searches},
+        candidates=args.candidates, min_seeds=args.min_seeds, confirm_seeds=args.confirm_seeds,
+        reuse=tuple(args.reuse), searches={s.name: s.config.identity() for s in searches},
     )
     elsewhere = sorted({s.name for s in searches if s.config.backend != cfg.backend})
     if elsewhere:
         warnings.append(f"{', '.join(elsewhere)} searched on another Keras backend than this report's {cfg.backend}: "
                         "their validation accuracies and the retrainings below are computed differently")
     return cfg, warnings
+
+
+def first_seed(seed: int | None, searches: list[Search], seeds: int, confirm_seeds: int) -> int:
+    """The race's first seed: `seed`, or one past the largest any search trained with; StudyError if a race or
+    confirmation seed would be a search's (every trial of a search trains with its seed: a retraining at that
+    seed repeats a trial, the very run that made the configuration look good)."""
+    searched = {s.config.seed: s.name for s in sorted(searches, key=lambda s: s.name, reverse=True)}
+    if seed is None:
+        return max(searched, default=0) + 1
+    used = range(seed, seed + seeds + confirm_seeds)
+    clash = sorted(s for s in searched if s in used)
+    if clash:
+        raise StudyError(f"--seed {seed}: the race and confirmation seeds {used.start}-{used.stop - 1} include seed "
+                         f"{clash[0]}, which search {searched[clash[0]]} trained every trial with; use --seed "
+                         f"{max(searched) + 1} (the default) or above")
+    return seed
 
 
 def _model_name(identity: dict[str, str] | None) -> str:
@@ -200,7 +228,8 @@ def plan(searches: list[Search], baseline: dict[str, Any], batch_size: int = BAS
     Training hyperparameters at the value a configuration naming none trains with (the notebook's, the
     report's batch size) are left out (study.recipe.canonical): the same configuration is one arm's runs.
     Searches whose bests are the same configuration share one arm, named after all of them ("grid best =
-    bayesian best"); a search's best that is the baseline's configuration stays an arm of its own, shown as such.
+    bayesian best"), as does a search's best with the SGD or RMSprop arm ("sgd = grid best"); a search's best
+    that is the baseline's configuration stays an arm of its own, shown as such.
     `candidates`: the N best distinct configurations of all the searches instead (study.racing.candidates).
     """
     from study.recipe import canonical
@@ -213,30 +242,24 @@ def plan(searches: list[Search], baseline: dict[str, Any], batch_size: int = BAS
     if candidates is not None:
         return {**arms, **racing.candidates(searches, candidates, list(arms.values()), batch_size)}
     named: dict[str, tuple[list[str], dict[str, Any]]] = {}  # one arm per distinct configuration
+    for name, hp in arms.items():
+        if name != "baseline":
+            named[config_key(hp)] = ([name], hp)
     for s in searches:
         if s.best is not None:
             hp = canonical(results.trial_hyperparameters(s.best, s.trials), batch_size)
-            named.setdefault(json.dumps(hp, sort_keys=True), ([], hp))[0].append(f"{s.name} best")
-    arms.update({" = ".join(names): hp for names, hp in named.values()})
-    return arms
+            named.setdefault(config_key(hp), ([], hp))[0].append(f"{s.name} best")
+    return {"baseline": baseline, **{" = ".join(names): hp for names, hp in named.values()}}
 
 
 def jobs(arms: dict[str, dict[str, Any]], cfg: ReportConfig) -> list[tuple[dict[str, Any], int]]:
-    """Every distinct (hyperparameters, seed), in arm order then seed: a configuration shared by two arms once."""
-    out, seen = [], set()
-    for hp in arms.values():
-        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-            key = json.dumps([hp, seed], sort_keys=True)
-            if key not in seen:
-                seen.add(key)
-                out.append((hp, seed))
-    return out
+    """Every distinct (hyperparameters, seed) of a race run to its end, in arm order then seed."""
+    return list({config_key([hp, seed]): (hp, seed) for hp in arms.values() for seed in cfg.race_seeds}.values())
 
 
 def race(store: RunStore, arms: dict[str, dict[str, Any]], cfg: ReportConfig, n_test: int | None = None) -> racing.Race:
     """Where the race stands, replayed from the saved runs (study.racing): the same decisions after any crash."""
-    seeds = range(cfg.seed, cfg.seed + cfg.seeds)
-    return racing.race(arms, lambda hp, seed: store.load(hp, seed, n_test), seeds, cfg.min_seeds)
+    return racing.race(arms, lambda hp, seed: store.load(hp, seed, n_test), cfg.race_seeds, cfg.min_seeds)
 
 
 def raced_runs(store: RunStore, arms: dict[str, dict[str, Any]], state: racing.Race) -> dict[str, list[Run]]:
@@ -244,127 +267,23 @@ def raced_runs(store: RunStore, arms: dict[str, dict[str, Any]], state: racing.R
     return {name: [store.load(arms[name], s) for s in state.arms[name].seeds] for name in arms}
 
 
-# --- training --------------------------------------------------------------------------------------
-
-def initial_model(input_shape: tuple[int, ...], num_classes: int, hyperparameters: dict[str, Any], seed: int,
-                  model: ModelFunction | None = None):
-    """The model before training: the same seed gives the same initial weights whatever the optimizer."""
-    import keras
-
-    from study.model import NOTEBOOK_CNN, build_model
-
-    keras.utils.set_random_seed(seed)
-    return build_model(input_shape, num_classes, hyperparameters, model or NOTEBOOK_CNN)
+def confirmation_jobs(store: RunStore, arms: dict[str, dict[str, Any]], state: racing.Race, cfg: ReportConfig,
+                      n_test: int | None = None) -> list[retrain.Job]:
+    """The confirmation's pairs still to train, once the race is over and has a challenger; else none."""
+    challenger = _challenger(store, arms, state)
+    if state.todo or challenger is None or not cfg.confirm_seeds:
+        return []
+    return confirm.pairs(store, arms["baseline"], arms[challenger], cfg.confirmation_seeds, n_test)[0]
 
 
-def retrain(data, hyperparameters: dict[str, Any], seed: int, cfg: ReportConfig, *, model: ModelFunction | None = None,
-            weights: Path | None = None, verbose: int | str = 2) -> Run:
-    """Train on the training split (validating on the validation split), then evaluate once on the test set.
-
-    The trained weights go to `weights` (for the model files the report exports).
-    """
-    import keras
-
-    from study.recipe import recipe
-    from study.training import fit, predict_proba
-
-    keras.backend.clear_session()  # the previous model's graphs, as Keras Tuner does between trials
-    trained = initial_model(data.input_shape, data.num_classes, hyperparameters, seed, model)
-    digest = hashlib.sha1(b"".join(np.ascontiguousarray(w).tobytes() for w in trained.get_weights())).hexdigest()
-    start = time.monotonic()
-    how = recipe(hyperparameters, cfg.batch_size)  # the configuration's own batch size, augmentation, schedule
-    history = fit(trained, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                  epochs=cfg.epochs, batch_size=how.batch_size, seed=seed, verbose=verbose,
-                  augmentation=how.augmentation, schedule=how.schedule)
-    seconds = time.monotonic() - start
-    if weights is not None:
-        _save_weights(trained, weights)
-    proba = predict_proba(trained, data.x_test)
-    y_pred = proba.argmax(axis=1)
-    picked = np.clip(proba[np.arange(len(proba)), data.y_test], 1e-7, 1.0)  # Keras clips the same way
-    return Run(
-        hyperparameters=dict(hyperparameters), seed=seed,
-        history={k: [float(v) for v in vals] for k, vals in history.history.items()}, seconds=seconds,
-        test_accuracy=float(np.mean(y_pred == data.y_test)), test_loss=float(-np.mean(np.log(picked))),
-        y_pred=y_pred, initial_weights=digest, settings=cfg.settings(cfg.backend),
-        environment=runtime.environment(), ended_at=time.time(),
-    )
+def _challenger(store: RunStore, arms: dict[str, dict[str, Any]], state: racing.Race) -> str | None:
+    """The arm the finished race picks by validation (study.stats.pick); None while it runs or if none is left."""
+    if state.todo:
+        return None
+    return stats.pick(raced_runs(store, arms, state), dropped=state.dropped)
 
 
-def _save_weights(model, path: Path) -> None:
-    """Atomically, like every saved file: a crash leaves the old weights or the new ones."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
-
-
-def train_missing(data, store: RunStore, todo: list[tuple[dict[str, Any], int]], cfg: ReportConfig,
-                  model: ModelFunction | None = None, log=print, verbose: int | str = 2, ahead: int = 0,
-                  live: str = "") -> None:
-    """Train every job in `todo` and save each run as soon as it ends; side by side on a GPU (`--parallel`).
-
-    `ahead`: retrainings expected after these (the race's later rounds), counted in the time left;
-    `live`: how many arms race ("4 of 6 arms live"), said on every progress line.
-    """
-    started, n, done = time.monotonic(), len(todo), [0]
-    workers = devices.side_by_side(cfg.parallel, n)
-
-    def starting(i: int, job: tuple[dict[str, Any], int]) -> None:
-        hp, seed = job
-        values = ", ".join(f"{k}={v}" for k, v in hp.items())
-        log(f"[{i}/{n}] retraining seed {seed}, {cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}"
-            f"{f', {live}' if live else ''}: {values}")
-
-    def saved(i: int, job: tuple[dict[str, Any], int], result: tuple[str, float, float]) -> None:
-        path, accuracy, seconds = result
-        done[0] += 1
-        # Per job as it ran, `workers` at a time: the first jobs side by side end together, so time per
-        # completion would count them k times over.
-        left = (time.monotonic() - started) * min(workers, done[0]) / done[0] * (n - done[0] + ahead) / workers
-        at_most = f"at most {n - done[0] + ahead} retrainings, " if ahead else ""
-        log(f"    {f'[{i}/{n}] ' if workers > 1 else ''}test accuracy {accuracy:.4f} in {seconds:.0f}s, saved as "
-            f"{path}" + (f"; about {left / 60:.0f} min left ({at_most}{live})" if left and live else
-                         f"; about {left / 60:.0f} min left" if left else ""))
-
-    if workers > 1:
-        log(f"retraining {workers} at a time, side by side (--parallel)")
-        # Every worker gets the data whole, the test images decoded: an encoded copy cannot be sent.
-        shared = dataclasses.replace(data, x_test=np.asarray(data.x_test))
-        initializer, task = _side_by_side()
-        parallel.run_side_by_side(task, todo, workers, initializer=initializer,
-                                  initargs=(shared, cfg, store.folder, store.settings),
-                                  started=starting, finished=saved)
-        return
-    for i, (hp, seed) in enumerate(todo, 1):
-        starting(i, (hp, seed))
-        run = retrain(data, hp, seed, cfg, model=model, weights=store.weights_path(hp, seed), verbose=verbose)
-        saved(i, (hp, seed), (store.save(run), run.test_accuracy, run.seconds))
-
-
-def _side_by_side():
-    """(initializer, task) for the worker processes, named by this module's own name: `study.report` also when
-    it runs as `__main__` (python -m), since a spawned worker finds them by that name."""
-    from study import report
-
-    return report._start_retraining_worker, report._retrain_in_worker
-
-
-_WORKER: dict[str, Any] = {}  # what a worker process of the side-by-side retrainings holds
-
-
-def _start_retraining_worker(data, cfg: ReportConfig, folder: Path, settings: dict[str, Any]) -> None:
-    _WORKER.update(data=data, cfg=cfg, store=RunStore(folder, settings),
-                   model=_load_model(cfg) if cfg.model is not None else None)
-
-
-def _retrain_in_worker(hyperparameters: dict[str, Any], seed: int) -> tuple[str, float, float]:
-    """One retraining, as `train_missing` does it in its own process; saved here: (path, test accuracy, seconds)."""
-    data, cfg, store = _WORKER["data"], _WORKER["cfg"], _WORKER["store"]
-    run = retrain(data, hyperparameters, seed, cfg, model=_WORKER["model"],
-                  weights=store.weights_path(hyperparameters, seed), verbose=0)
-    return str(store.save(run)), run.test_accuracy, run.seconds
-
+# --- training and the answer -------------------------------------------------------------------------
 
 def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=print, verbose: int | str = 2,
         command: str | None = None) -> Path:
@@ -381,48 +300,65 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
     for w in warnings:
         log(f"warning: {w}")
     output = Path(cfg.output)
-    store = RunStore(output / RUNS_FOLDER, cfg.settings(cfg.backend))
+    store = RunStore(output / RUNS_FOLDER, cfg.settings(cfg.backend), tuple(Path(r) / RUNS_FOLDER for r in cfg.reuse))
     arms = plan(searches, _baseline(model, data), cfg.batch_size, cfg.candidates)
-    state = race(store, arms, cfg, len(data.y_test))
-    _say_what_is_saved(store, jobs(arms, cfg), state, cfg, log)
-    if state.todo or cfg.final_fit:
-        n_test, data = len(data.y_test), None  # its encoded test images are not held twice while training
-        data, model = _train(cfg, store, lambda: race(store, arms, cfg, n_test), arms, model, log, verbose)
+    n_test = len(data.y_test)
+    state = race(store, arms, cfg, n_test)
+    pairs = confirmation_jobs(store, arms, state, cfg, n_test)
+    _say_what_is_saved(store, jobs(arms, cfg), state, pairs, cfg, log)
+    if state.todo or pairs or cfg.final_fit:
+        data = None  # its encoded test images are not held twice while training
+        data, model = _train(cfg, store, arms, model, log, verbose)
         state = race(store, arms, cfg, n_test)
     runs = raced_runs(store, arms, state)
-    analysis = stats.analyse(runs, data.y_test, dropped=state.dropped)
-    models = models_to_export(runs, analysis, store, cfg)
+    challenger = _challenger(store, arms, state)
+    confirmation = (confirm.runs(store, arms["baseline"], arms[challenger], cfg.confirmation_seeds, n_test)
+                    if challenger is not None and cfg.confirm_seeds else None)
+    analysis = stats.analyse(runs, data.y_test, dropped=state.dropped, confirmation=confirmation)
+    models = models_to_export(runs, analysis, store, cfg, confirmation)
     invocation = {"command": command}
     _write(output, cfg, data, searches, runs, analysis, warnings, invocation,
            lambda folder: export_models(folder, models, model, data.input_shape, data.num_classes,
-                                        previous=output / MODELS_FOLDER))
+                                        previous=output / MODELS_FOLDER), confirmation)
     log(f"report: {output / 'report.md'}")
     return output
 
 
-def _train(cfg: ReportConfig, store: RunStore, racer: Callable[[], racing.Race], arms: dict[str, dict[str, Any]],
-           model: ModelFunction | None, log, verbose: int | str) -> tuple[Any, ModelFunction]:
-    """Load every image, run the race round by round (and the final fit); returns the data without its training
-    images. `racer()`: where the race stands now, from the saved runs."""
+def _train(cfg: ReportConfig, store: RunStore, arms: dict[str, dict[str, Any]], model: ModelFunction | None, log,
+           verbose: int | str) -> tuple[Any, ModelFunction]:
+    """Load every image, run the race round by round, then the confirmation (and the final fit); returns the data
+    without its training images."""
     from study.data import load_dataset
 
     # Before any retraining is saved: bad data leaves no trace. The test images stay encoded until each
     # evaluation: 0.03 GB less while training (README, memory). Decoded before TensorFlow is imported,
     # whose allocations then reuse what decoding freed.
     data = load_dataset(cfg.data, keep_test="encoded")
+    n_test = len(data.y_test)
     model = model or _load_model(cfg)
-    state = racer()
+    state = race(store, arms, cfg, n_test)
     while state.todo:
         log(f"round {state.round + 1} of {cfg.seeds} (seed {cfg.seed + state.round}): {state.live_text()}"
             + "".join(f"; {name} dropped after {a.dropped_after} seeds ({a.dropped_because})"
                       for name, a in state.arms.items() if a.dropped_after == state.round))
-        train_missing(data, store, state.todo, cfg, model=model, log=log, verbose=verbose,
-                      ahead=state.left - len(state.todo), live=state.live_text())
-        state = racer()
+        todo = [retrain.Job((job,)) for job in state.todo]
+        retrain.run_jobs(data, store, todo, cfg, model=model, log=log, verbose=verbose,
+                         ahead=state.left - len(state.todo) + 2 * cfg.confirm_seeds, live=state.live_text())
+        state = race(store, arms, cfg, n_test)
+    _say_how_the_race_ended(state, cfg, log)
+    challenger = _challenger(store, arms, state)
+    pairs = confirmation_jobs(store, arms, state, cfg, n_test)
+    if pairs:
+        seeds = cfg.confirmation_seeds
+        log(f"confirmation: {challenger} and the baseline on seeds {seeds.start}-{seeds.stop - 1}, which no search "
+            f"and no race trained ({len(pairs)} pairs to train, each on one machine)")
+        retrain.run_jobs(data, store, pairs, cfg, model=model, log=log, verbose=verbose)
     if cfg.final_fit:
         runs = raced_runs(store, arms, state)
-        hyperparameters = runs[stats.analyse(runs, data.y_test, dropped=state.dropped).recommended][0].hyperparameters
-        final_fit(data, store, hyperparameters, cfg, model, log, verbose)
+        confirmation = (confirm.runs(store, arms["baseline"], arms[challenger], cfg.confirmation_seeds, n_test)
+                        if challenger is not None and cfg.confirm_seeds else None)
+        recommended = stats.analyse(runs, data.y_test, dropped=state.dropped, confirmation=confirmation).recommended
+        retrain.final_fit(data, store, arms[recommended], cfg, model, log, verbose)
     # The last model's graphs and input pipeline hold the training images: gone with the session. What
     # rendering needs of the data is small: 0.15 GB less at the report's peak on CIFAR-10.
     import keras
@@ -431,6 +367,12 @@ def _train(cfg: ReportConfig, store: RunStore, racer: Callable[[], racing.Race],
     data = data.without_training_images()
     runtime.release_freed_memory()
     return data, model
+
+
+def _say_how_the_race_ended(state: racing.Race, cfg: ReportConfig, log) -> None:
+    if state.round < cfg.seeds and not state.todo:  # it ended early: every challenger dropped
+        log(f"the race dropped every challenger after {state.round} seeds: nothing is left to beat the baseline, "
+            "which trains no more seeds")
 
 
 def _load_model(cfg: ReportConfig) -> ModelFunction:
@@ -447,14 +389,20 @@ def _baseline(model: ModelFunction | None, data) -> dict[str, Any]:
     return model_lib.default_hyperparameters(model, data.input_shape, data.num_classes)
 
 
-def _say_what_is_saved(store: RunStore, all_jobs: list, state: racing.Race, cfg: ReportConfig, log) -> None:
+def _say_what_is_saved(store: RunStore, all_jobs: list, state: racing.Race, pairs: list[retrain.Job],
+                       cfg: ReportConfig, log) -> None:
+    from study.formats import seeds_text
+
+    confirming = (f", then at most {2 * cfg.confirm_seeds} to confirm the challenger on "
+                  f"{seeds_text(cfg.confirmation_seeds)}" if state.todo and cfg.confirm_seeds
+                  else f", then {sum(len(p.runs) for p in pairs)} to confirm the challenger" if pairs else "")
     if cfg.min_seeds < cfg.seeds and state.left:
-        log(f"retrainings: {state.saved} already saved in {store.folder}, at most {state.left} to train (racing from "
-            f"{cfg.min_seeds} seeds: an arm worse on validation than the best arm racing, or that cannot beat the "
-            "baseline beyond the noise, gets no more)")
+        log(f"retrainings: {state.saved} already saved in {store.folder}, at most {state.left} to train in the race "
+            f"(from {cfg.min_seeds} seeds on, an arm worse on validation than the best arm racing, or that cannot "
+            f"beat the baseline beyond the noise, gets no more){confirming}")
     else:
         log(f"retrainings: {state.saved} of {state.saved + state.left} already saved in {store.folder}, "
-            f"{state.left} to train")
+            f"{state.left} to train{confirming}")
     other = store.other_settings(all_jobs)
     if other:
         what = ", ".join(f"{name} ({n})" for name, n in other.items())
@@ -462,7 +410,7 @@ def _say_what_is_saved(store: RunStore, all_jobs: list, state: racing.Race, cfg:
 
 
 def _write(output: Path, cfg: ReportConfig, data, searches, runs, analysis, warnings, invocation: dict[str, Any],
-           export: Callable[[Path], list[dict[str, Any]]]) -> None:
+           export: Callable[[Path], list[dict[str, Any]]], confirmation=None) -> None:
     """Export the model files and render into a temporary folder beside `output`, carry the saved runs over,
     and swap it in whole."""
     from study.render import render
@@ -471,7 +419,7 @@ def _write(output: Path, cfg: ReportConfig, data, searches, runs, analysis, warn
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     try:
         models = export(tmp / MODELS_FOLDER)
-        render(tmp, cfg, data, searches, runs, analysis, warnings, invocation, models)
+        render(tmp, cfg, data, searches, runs, analysis, warnings, invocation, models, confirmation)
         if (output / "README.md").exists():  # the repository's reports/README.md stays
             shutil.copy2(output / "README.md", tmp / "README.md")
         if (output / RUNS_FOLDER).exists():
@@ -484,41 +432,18 @@ def _write(output: Path, cfg: ReportConfig, data, searches, runs, analysis, warn
 
 # --- the answer as model files ----------------------------------------------------------------------
 
-def final_fit(data, store: RunStore, hyperparameters: dict[str, Any], cfg: ReportConfig, model: ModelFunction,
-              log=print, verbose: int | str = 2) -> None:
-    """The recommended configuration trained once on the training and validation images together.
-
-    For the report's epochs and first seed, with nothing held out: its test accuracy is not measured
-    (the report's numbers come from the runs trained on the training split). Saved as weights beside
-    the runs, so a rerun does not train it again.
-    """
-    from study.recipe import recipe
-    from study.training import Joined, fit
-
-    path = store.final_weights_path(hyperparameters, cfg.seed)
-    if path.exists():
-        log(f"final fit: already saved in {path}")
-        return
-    log(f"final fit: the recommended configuration on {len(data.y_train) + len(data.y_val)} training and "
-        f"validation images, {cfg.epochs} epochs, seed {cfg.seed}")
-    trained = initial_model(data.input_shape, data.num_classes, hyperparameters, cfg.seed, model)
-    # The two splits seen as one array, not copied: 0.15 GB of CIFAR-10 not duplicated.
-    x, y = Joined(data.x_train, data.x_val), np.concatenate([data.y_train, data.y_val])
-    how = recipe(hyperparameters, cfg.batch_size)
-    fit(trained, x, y, epochs=cfg.epochs, batch_size=how.batch_size, seed=cfg.seed, verbose=verbose,
-        augmentation=how.augmentation, schedule=how.schedule)
-    _save_weights(trained, path)
-
-
-def models_to_export(runs: dict[str, list[Run]], analysis, store: RunStore, cfg: ReportConfig) -> list[dict[str, Any]]:
-    """The model files the report can write: each seed of the recommendation and of the baseline, and the final fit.
+def models_to_export(runs: dict[str, list[Run]], analysis, store: RunStore, cfg: ReportConfig,
+                     confirmation: tuple[list[Run], list[Run]] | None = None) -> list[dict[str, Any]]:
+    """The model files the report can write: each seed of the recommendation and of the baseline (the race's and
+    the confirmation's), and the final fit.
 
     Only runs whose weights are on disk (weights are never committed: a report re-rendered from a
     fresh checkout lists none).
     """
     found = []
+    confirmed = dict(zip(["baseline", analysis.challenger], confirmation or ([], [])))
     for arm in dict.fromkeys([analysis.recommended, "baseline"]):
-        for run in runs[arm]:
+        for run in [*runs[arm], *confirmed.get(arm, [])]:
             weights = store.weights_path(run.hyperparameters, run.seed)
             if weights.exists():
                 found.append({"file": f"{arm.replace(' ', '_')}-seed{run.seed}.keras", "arm": arm, "seed": run.seed,
@@ -600,6 +525,27 @@ def _swap(new: Path, output: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def settings_text(cfg: ReportConfig, searches: list[Search]) -> str:
+    """The settings as a short block for the console (every one: config.json in the report)."""
+    from study.formats import epochs_text, seeds_text
+
+    d = cfg.data
+    data = ", ".join([d.data_dir or "CIFAR-10 (keras.datasets)", *([f"subset {d.subset}"] if d.subset else []),
+                      "x".join(map(str, d.image_size)) + f"x{d.channels}"])
+    where = f" (as recorded by {cfg.data_from}; data flags change it)" if cfg.data_from.startswith("search") else ""
+    racing_from = f", racing from {cfg.min_seeds} seeds" if cfg.min_seeds < cfg.seeds else ", every arm every seed"
+    confirming = (f"; then the challenger and the baseline on {seeds_text(cfg.confirmation_seeds)}" if cfg.confirm_seeds
+                  else "; no confirmation (--confirm-seeds 0: exploratory)")
+    return "\n".join([
+        f"report into {cfg.output}, from {', '.join(s.name for s in searches) or 'no search'} in {cfg.directory}",
+        f"  data: {data}{where}",
+        f"  training: {epochs_text(cfg.epochs)}, batch {cfg.batch_size} unless a configuration sets its own, "
+        f"{cfg.backend}" + (f", {cfg.parallel} side by side" if cfg.parallel else ""),
+        f"  race: {seeds_text(cfg.race_seeds)}{racing_from}{confirming}",
+        *([f"  reusing the saved runs of {', '.join(cfg.reuse)}"] if cfg.reuse else []),
+    ])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     runtime.configure()
     runtime.quiet_tensorflow()  # imports nothing: --help and bad input stay fast
@@ -609,11 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         searches = load_searches(args.directory)
         cfg, warnings = resolve_config(args, searches)
         check_output(cfg, args.overwrite)
-        shown = {k: v for k, v in cfg.to_dict().items() if k != "searches"}  # named on the searches line below
-        print(f"configuration: {json.dumps(shown)}", flush=True)
-        if cfg.data_from.startswith("search"):
-            print(f"data: as recorded by {cfg.data_from} (data flags change it)", flush=True)
-        print(f"searches: {', '.join(s.name for s in searches) or f'none found in {cfg.directory}'}", flush=True)
+        print(settings_text(cfg, searches), flush=True)
         command = shlex.join([*PROG.split(), *argv])
         with locks.hold(Path(cfg.output), command, what="report"):  # one report, one process
             run(cfg, searches, warnings, log=lambda msg: print(msg, flush=True), command=command)

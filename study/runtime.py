@@ -213,13 +213,20 @@ def environment() -> dict[str, object]:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             pass
-    return {
+    found = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "backend": keras_backend(),
         **versions,
     }
+    if "keras" in sys.modules:  # training has begun: the accelerator, if any, is known without importing more
+        from study import devices
+
+        gpu = devices.accelerator_name()
+        if gpu:
+            found["gpu"] = gpu
+    return found
 
 
 def keras_backend() -> str:

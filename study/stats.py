@@ -216,16 +216,11 @@ def verdict(c: Comparison) -> str:
 
 
 def challenger(val_accuracy: Mapping[str, float], dropped: Mapping[str, tuple[int, str]] | None = None) -> str | None:
-    """The arm with the highest mean validation accuracy over its retrainings (the first on a tie); None if none.
-
-    Of the arms the race did not drop (`dropped`: {arm: (seeds run, why)}); if it dropped every one,
-    of those it kept longest. The test set never picks: it only confirms, or not, what validation picked.
+    """The arm with the highest mean validation accuracy over its retrainings (the first on a tie), of the arms the
+    race did not drop (`dropped`: {arm: (seeds run, why)}); None if there is none: nothing is left to beat the
+    baseline. The test set never picks: it only confirms, or not, what validation picked.
     """
-    dropped = dropped or {}
-    kept = [name for name in val_accuracy if name not in dropped]
-    if not kept and val_accuracy:  # every one dropped: those the race kept longest
-        most = max(dropped[name][0] for name in val_accuracy)
-        kept = [name for name in val_accuracy if dropped[name][0] == most]
+    kept = [name for name in val_accuracy if name not in (dropped or {})]
     if not kept:
         return None
     best = max(val_accuracy[name] for name in kept)
@@ -233,12 +228,38 @@ def challenger(val_accuracy: Mapping[str, float], dropped: Mapping[str, tuple[in
 
 
 def beats_baseline(c: Comparison | None) -> bool:
-    """The confirmatory test: one comparison, fixed before the test set is read, at 5% (no Holm: one test).
+    """The decision: one comparison, fixed before the test set is read, at 5% two-sided (no Holm: one test).
 
-    The challenger was picked on the validation split its search also chose it on, so it starts
-    with an optimistic edge there; only a positive difference on the test set beyond the noise counts.
+    Made on the confirmation seeds (`Confirmation`), which neither the searches nor the race used: the
+    luck that helped an arm win on validation does not carry over to them. Only a positive
+    difference on the test set beyond the noise counts.
     """
     return c is not None and c.diff > 0 and c.p_value < ALPHA
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The challenger and the baseline on the confirmation seeds, paired by seed: the comparison that decides."""
+
+    seeds: tuple[int, ...]
+    baseline_test: tuple[float, ...]  # test accuracy per seed, in seed order
+    challenger_test: tuple[float, ...]
+    comparison: Comparison  # challenger minus baseline (compare_runs)
+    machine: str | None  # the machine kind(s) that trained the pairs, "; "-joined where several
+
+    @property
+    def beats_baseline(self) -> bool:
+        return beats_baseline(self.comparison)
+
+
+def confirm(base: Sequence[Any], other: Sequence[Any], y_test: np.ndarray) -> Confirmation:
+    """The confirmation's comparison of the challenger's runs (`other`) with the baseline's, on the seeds both ran."""
+    theirs = {r.seed: r for r in other}
+    pairs = sorted(((b, theirs[b.seed]) for b in base if b.seed in theirs), key=lambda pair: pair[0].seed)
+    c = compare_runs([b for b, _ in pairs], [o for _, o in pairs], y_test)
+    kinds = sorted({getattr(r, "machine", None) for pair in pairs for r in pair} - {None})
+    return Confirmation(tuple(b.seed for b, _ in pairs), tuple(b.test_accuracy for b, _ in pairs),
+                        tuple(o.test_accuracy for _, o in pairs), c, "; ".join(kinds) or None)
 
 
 def summarize(test_accuracies: Sequence[float], n_test: int) -> dict[str, Any]:
@@ -259,12 +280,14 @@ def summarize(test_accuracies: Sequence[float], n_test: int) -> dict[str, Any]:
 class Analysis:
     """Everything the report says about uncertainty: per-arm summaries, comparisons, the recommendation."""
 
-    arms: dict[str, dict[str, Any]]  # summarize_runs per arm
+    arms: dict[str, dict[str, Any]]  # summarize_runs per arm, over the race's seeds
     comparisons: dict[str, Comparison | None]  # every arm but the baseline, Holm-corrected; None: its configuration
     challenger: str | None  # the best mean validation accuracy of the arms that could replace the baseline
-    beats_baseline: bool  # the challenger's test difference is positive beyond the noise (`beats_baseline`)
+    beats_baseline: bool  # the decision (`beats_baseline`): on the confirmation, or exploratory without one
     baseline: str = "baseline"
     family: int = 0  # comparisons in Holm's family: one per configuration, not per arm
+    confirmation: Confirmation | None = None  # None: none was run (no challenger left, or --confirm-seeds 0)
+    exploratory: bool = False  # --confirm-seeds 0: the race's own runs decided
 
     @property
     def recommended(self) -> str:
@@ -323,13 +346,24 @@ def stand_ins(configurations: Mapping[str, Mapping[str, Any]], baseline: str) ->
     return {name: first[keys[name]] for name in configurations}
 
 
+def pick(runs: Mapping[str, Sequence[Any]], baseline: str = "baseline",
+         dropped: Mapping[str, tuple[int, str]] | None = None) -> str | None:
+    """The challenger of the race's runs (`challenger`), among the arms of a configuration other than the baseline's."""
+    first = stand_ins({name: rs[0].hyperparameters for name, rs in runs.items()}, baseline)
+    val = {name: float(np.mean([r.history["val_accuracy"][-1] for r in rs])) for name, rs in runs.items()
+           if first[name] != first[baseline]}
+    return challenger(val, dropped)
+
+
 def analyse(runs: Mapping[str, Sequence[Any]], y_test: np.ndarray, baseline: str = "baseline",
-            dropped: Mapping[str, tuple[int, str]] | None = None) -> Analysis:
+            dropped: Mapping[str, tuple[int, str]] | None = None,
+            confirmation: Sequence[Sequence[Any]] | None = None) -> Analysis:
     """Summaries of every arm, each arm against the baseline (Holm over the arms), and the recommendation.
 
-    `dropped`: {arm: (seeds run, why)} for the arms the race dropped. The challenger (`challenger`) is
-    picked by validation among the arms that are not the baseline's configuration; the test set then
-    only confirms it, or not (`beats_baseline`), and a dropped arm never replaces the baseline.
+    `runs`: the race's, {arm: its runs}; `dropped`: {arm: (seeds run, why)} for the arms the race dropped.
+    The challenger (`pick`) is picked by validation; `confirmation`: (the baseline's runs, the challenger's
+    runs) on the confirmation seeds, which alone decide (`beats_baseline`). None: exploratory, the race's own
+    test accuracies decide (--confirm-seeds 0). A dropped arm is never the challenger.
     """
     dropped = dropped or {}
     arms = {name: {**summarize_runs(rs, len(y_test)),
@@ -340,10 +374,15 @@ def analyse(runs: Mapping[str, Sequence[Any]], y_test: np.ndarray, baseline: str
     family = holm({name: compare_runs(runs[baseline], rs, y_test) for name, rs in runs.items()
                    if name != baseline and first[name] == name})
     comparisons = {name: family.get(first[name]) for name in runs if name != baseline}
-    picked = challenger({name: arms[name]["final_val_accuracy"] for name, c in comparisons.items() if c is not None},
-                        dropped)
-    confirmed = picked is not None and picked not in dropped and beats_baseline(comparisons[picked])
-    return Analysis(arms, comparisons, picked, confirmed, baseline, sum(c is not None for c in family.values()))
+    picked = pick(runs, baseline, dropped)
+    confirmed = None
+    if picked is not None and confirmation is not None:
+        confirmed = confirm(confirmation[0], confirmation[1], y_test)
+        decided = confirmed.beats_baseline
+    else:
+        decided = picked is not None and beats_baseline(comparisons[picked])
+    return Analysis(arms, comparisons, picked, decided, baseline, sum(c is not None for c in family.values()),
+                    confirmed, picked is not None and confirmation is None)
 
 
 def classification(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> tuple[dict, np.ndarray]:

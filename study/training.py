@@ -38,7 +38,7 @@ class Batches(keras.utils.PyDataset):
         self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
         self._rng = np.random.default_rng(seed)
         self._order = self._rng.permutation(len(x)) if shuffle else np.arange(len(x))
-        # Augmentation (training batches only) draws from (seed, epoch): its own stream, not the order's.
+        # Augmentation (training batches only) draws from (seed, epoch) per image: its own stream, not the order's.
         self.seed, self.augmentation, self.epoch = seed, augmentation, 0
         self._draws = augment.draws(augmentation, len(x), seed, 0)
 
@@ -53,8 +53,8 @@ class Batches(keras.utils.PyDataset):
         return images.astype(np.float32) / np.float32(255.0), self.y[idx]
 
     def batch_draws(self, i: int) -> augment.Draws:
-        """What augmentation gives the images of batch `i` this epoch."""
-        return self._draws.batch(i * self.batch_size, (i + 1) * self.batch_size)
+        """What augmentation gives the images of batch `i` this epoch: each image's own draw, whatever the batch."""
+        return self._draws.of(self.indices(i))
 
     def indices(self, i: int) -> np.ndarray:
         """The images of batch `i` in the current order."""

@@ -93,7 +93,9 @@ def _craft(path: str) -> None:
 
     import numpy as np
 
-    from study import report
+    from study import retrain as retraining
+    from study import runtime
+    from study.records import Run
 
     accuracies = json.loads(open(path).read())
 
@@ -102,10 +104,10 @@ def _craft(path: str) -> None:
         n = len(data.y_test)
         y_pred = np.where(np.arange(n) < round(acc * n), data.y_test, (data.y_test + 1) % data.num_classes)
         history = {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.0], "val_accuracy": [acc]}
-        return report.Run(dict(hyperparameters), seed, history, 1.0, float(np.mean(y_pred == data.y_test)), 1.0,
-                          y_pred, f"w{seed}", settings=cfg.settings(cfg.backend))
+        return Run(dict(hyperparameters), seed, history, 1.0, float(np.mean(y_pred == data.y_test)), 1.0,
+                   y_pred, f"w{seed}", settings=cfg.settings(cfg.backend), environment=runtime.environment())
 
-    report.retrain = retrain
+    retraining.retrain = retrain
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study import report, runtime, search, storage
+from study import retrain, runtime, search, storage
 from study.config import BASELINE, DataConfig, ReportConfig, SearchConfig, StudyError
 from study.records import RunStore
 
@@ -76,13 +76,13 @@ def test_jax_search_without_tensorflow_resumes_after_sigkill_to_the_same_numbers
 def test_jax_report_without_tensorflow(tiny_data, tmp_path, jax_cache):
     (tmp_path / "searches").mkdir()
     argv = ["report", "--data-dir", str(tiny_data), "--directory", str(tmp_path / "searches"),
-            "--output", str(tmp_path / "out"), "--epochs", "1", "--seeds", "1"]
+            "--output", str(tmp_path / "out"), "--epochs", "1", "--seeds", "1", "--confirm-seeds", "1"]
     done = _without_tensorflow("none", argv, jax_cache)
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "out"
     assert json.loads((out / "config.json").read_text())["backend"] == "jax"
     runs = [json.loads(p.read_text()) for p in (out / "runs").glob("seed*.json")]
-    assert len(runs) == 3 and {r["settings"]["backend"] for r in runs} == {"jax"}
+    assert len(runs) == 3 + 2 and {r["settings"]["backend"] for r in runs} == {"jax"}  # the race's, a confirmed pair
     provenance = (out / "report.md").read_text().split("## Provenance")[1]
     assert "backend jax" in provenance
     metrics = json.loads((out / "metrics.json").read_text())
@@ -207,10 +207,11 @@ def test_retrainings_side_by_side_are_the_runs_trained_one_after_another(tiny_da
     stores = {}
     for parallel in (1, 2):
         stores[parallel] = RunStore(tmp_path / f"runs{parallel}", cfg.settings("tensorflow"))
-        report.train_missing(data, stores[parallel], todo, dataclasses.replace(cfg, parallel=parallel),
-                             log=lines.append, verbose=0)
+        jobs = [retrain.Job((job,)) for job in todo[:2]] + [retrain.Job((todo[2], (sgd, 2)), "confirmation")]
+        retrain.run_jobs(data, stores[parallel], jobs, dataclasses.replace(cfg, parallel=parallel),
+                         log=lines.append, verbose=0)
     assert "retraining 2 at a time, side by side (--parallel)" in lines
-    for hp, seed in todo:
+    for hp, seed in [*todo, (sgd, 2)]:
         one, side = stores[1].load(hp, seed), stores[2].load(hp, seed)
         assert side.initial_weights == one.initial_weights and side.history == one.history
         np.testing.assert_array_equal(side.y_pred, one.y_pred)

@@ -22,7 +22,8 @@ UNCOMMITTED = shutil.ignore_patterns("*.h5", "*.keras", "checkpoint*", "models",
 @pytest.mark.parametrize("study", STUDIES)
 def test_the_committed_report_re_renders_byte_for_byte_without_weights(tmp_path, monkeypatch, capsys, study):
     repo = tmp_path / "clone"
-    shutil.copytree(ROOT / "studies" / study, repo / "studies" / study, ignore=UNCOMMITTED)
+    # Every study: one may reuse another's runs (--reuse), whose folder its recorded command names.
+    shutil.copytree(ROOT / "studies", repo / "studies", ignore=UNCOMMITTED)
     (tmp_path / "shared").symlink_to(SHARED_CIFAR.parents[1])  # the data path is recorded as ../shared/...
     committed = ROOT / "studies" / study / "report"
     command = json.loads((committed / "metrics.json").read_text())["provenance"]["command"]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study import report, search
+from study import report, retrain, search
 from study.config import DataConfig
 from study.data import load_dataset
 from study.training import predict_proba
@@ -127,13 +127,14 @@ def test_model_files_reproduce_the_reports_predictions_in_a_fresh_process(tiny_d
     out = tmp_path / "reports"
     (tmp_path / "none").mkdir()
     argv = ["--data-dir", str(tiny_data), "--directory", str(tmp_path / "none"), "--output", str(out),
-            "--epochs", "2", "--seeds", "2", "--final-fit"]
+            "--epochs", "2", "--seeds", "2", "--confirm-seeds", "1", "--final-fit"]
     assert report.main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     pick = metrics["recommendation"]["name"]
     files = {m["file"] for m in metrics["models"]}
     arms = list(dict.fromkeys([pick, "baseline"]))
-    assert files == {f"{a}-seed{s}.keras" for a in arms for s in (1, 2)} | {"final.keras"}
+    # The race's seeds 1-2 and the confirmation's seed 3, of the recommendation and the baseline.
+    assert files == {f"{a}-seed{s}.keras" for a in arms for s in (1, 2, 3)} | {"final.keras"}
     assert "## The answer as model files" in (out / "report.md").read_text()
     run = next(r for r in metrics["models"] if r["file"] == "baseline-seed2.keras")
     saved_path = next(p for p in (out / "runs").glob("seed2-*.json")
@@ -154,7 +155,7 @@ def test_model_files_reproduce_the_reports_predictions_in_a_fresh_process(tiny_d
     assert proba.argmax(axis=1).tolist() == saved["y_pred"]
     # The same probabilities as the run's weights on study's own path (uint8 scaled by / 255 batch by batch).
     data = load_dataset(DataConfig(data_dir=str(tiny_data)))
-    trained = report.initial_model(data.input_shape, data.num_classes, run["hyperparameters"], 2)
+    trained = retrain.initial_model(data.input_shape, data.num_classes, run["hyperparameters"], 2)
     trained.load_weights(saved_path.with_suffix(".weights.h5"))
     np.testing.assert_allclose(proba, predict_proba(trained, data.x_test), rtol=0, atol=1e-6)
 
@@ -162,7 +163,7 @@ def test_model_files_reproduce_the_reports_predictions_in_a_fresh_process(tiny_d
     (out / "models").rename(tmp_path / "kept_models")
     without = tmp_path / "without"
     assert report.main([*argv[:argv.index("--output")], "--output", str(without), "--epochs", "2",
-                        "--seeds", "2"]) == 0
+                        "--seeds", "2", "--confirm-seeds", "1"]) == 0
     again = json.loads((without / "metrics.json").read_text())
     numbers = ("test_accuracies", "val_accuracies", "diff_vs_baseline", "p_value", "ci_low", "ci_high")
     assert [[r[k] for k in numbers] for r in again["comparison"]] == [[r[k] for k in numbers]

@@ -5,7 +5,6 @@ import io
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import pytest
 from matplotlib.figure import Figure
 
 from study import plots

@@ -190,7 +190,9 @@ def test_two_seeds_of_several_arms_drop_a_loser_that_its_own_paired_test_could_n
     assert state.arms["sgd"] == racing.Arm((1, 2), 2, racing.WORSE)
     assert state.arms["c"] == racing.Arm((1, 2), 2, racing.WORSE)
     assert state.arms["a"] == racing.Arm((1, 2), 2, racing.CANNOT_BEAT)
-    assert state.arms["baseline"] == racing.Arm((1, 2, 3)) and state.saved == 3 + 4 * 2 == len(store.trained)
+    # Every challenger dropped: nothing is left to beat the baseline, which gets no seed 3.
+    assert state.arms["baseline"] == racing.Arm((1, 2)) and state.saved == 2 + 4 * 2 == len(store.trained)
+    assert state.todo == [] and state.left == 0 and state.round == 2
 
 
 def _search(name, rows):
@@ -219,7 +221,8 @@ def test_the_baseline_can_have_another_name():
         state = racing.race(arms, store.saved, SEEDS, 3, baseline="adam")
         for hp, seed in state.todo:
             store.train(hp, seed)
-    assert state.todo == [] and state.arms["sgd"].dropped_after == 3 and state.arms["adam"].seeds == tuple(SEEDS)
+    # The only challenger dropped: the baseline, named "adam" here, gets no more seeds either.
+    assert state.todo == [] and state.arms["sgd"].dropped_after == 3 and state.arms["adam"].seeds == tuple(SEEDS[:3])
 
 
 def test_runs_saved_for_later_rounds_count_as_saved():
@@ -279,9 +282,10 @@ def test_an_arm_level_with_the_baseline_is_dropped_as_it_cannot_beat_it_and_a_re
     expected = _run_race(whole, arms=arms)
     assert expected.arms["nadam"] == racing.Arm((1, 2, 3), 3, racing.CANNOT_BEAT)  # not worse, but no better
     assert expected.arms["sgd"] == racing.Arm((1, 2, 3), 3, racing.WORSE)
-    assert expected.arms["baseline"] == racing.Arm(tuple(SEEDS)) and whole.trained[-3:] == \
-        [("nadam", 3), ("adam", 4), ("adam", 5)]
-    for crash in (5, 9, 10):
+    # Both dropped after 3 seeds: the baseline trains no seed 4 or 5 on its own.
+    assert expected.arms["baseline"] == racing.Arm(tuple(SEEDS[:3])) and whole.trained[-3:] == \
+        [("adam", 3), ("sgd", 3), ("nadam", 3)]
+    for crash in (5, 7, 8):
         store = Store(val)
         _run_race(store, arms=arms, stop_after=crash)
         assert _run_race(store, arms=arms) == expected and store.trained == whole.trained

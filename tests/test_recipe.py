@@ -91,6 +91,30 @@ def test_augmented_batches_depend_on_seed_and_epoch_only():
     assert augment.draws("flip", 20, 3, 0).shifts.max() == 0 and augment.draws("none", 20, 3, 0) is None
 
 
+def test_every_image_gets_the_same_draw_and_the_same_place_in_the_order_whatever_the_batch_size():
+    """A draw depends on the seed, the epoch and the image: runs of one seed at batch 8 and 16 pair image by image."""
+    x, y = _data(40)
+    seen = {}
+    for size in (8, 16, 40):
+        batches = Batches(x, y, size, shuffle=True, seed=3, augmentation="flip_translate")
+        epochs = []
+        for _ in range(2):
+            drawn = {}
+            for i in range(len(batches)):
+                idx, d = batches.indices(i), batches.batch_draws(i)
+                images = batches[i][0]
+                for k, image in enumerate(idx.tolist()):
+                    drawn[image] = (bool(d.flips[k]), tuple(d.shifts[k].tolist()))
+                    expected = augment.apply(x[[image]], augment.Draws(d.flips[k:k + 1], d.shifts[k:k + 1], d.pad))
+                    np.testing.assert_array_equal(images[k], expected[0].astype(np.float32) / np.float32(255.0))
+            epochs.append((batches._order.tolist(), drawn))
+            batches.on_epoch_end()
+        seen[size] = epochs
+    assert sorted(seen[8][0][1]) == list(range(40))  # every image drawn once an epoch
+    assert seen[8] == seen[16] == seen[40]  # the same order and the same draw per image, epoch by epoch
+    assert seen[8][0][1] != seen[8][1][1]  # another epoch, other draws
+
+
 @needs_jax
 def test_device_batches_augment_the_same_pixels(monkeypatch):
     x, y = _data(20)
@@ -222,7 +246,7 @@ def test_search_shows_them_resume_refuses_a_change_and_report_trains_each_its_wa
 
     out = tmp_path / "report"
     assert report.main(["--directory", str(tmp_path / "runs"), "--output", str(out), "--seeds", "1",
-                        "--epochs", "2"]) == 0
+                        "--confirm-seeds", "0", "--epochs", "2"]) == 0
     runs = [json.loads(p.read_text()) for p in (out / "runs").glob("seed*.json")]
     best = [r for r in runs if "augmentation" in r["hyperparameters"]]
     assert len(best) == 1 and best[0]["hyperparameters"]["augmentation"] == "flip_translate"

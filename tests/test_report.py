@@ -1,6 +1,7 @@
 """`python -m study.report`: end to end after two tiny searches, the numbers behind it, and bad input."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -8,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import SHARED_CIFAR, make_dataset
+from fakes import crafted
 from PIL import Image
 from sklearn.metrics import classification_report, confusion_matrix
 
-from study import plots, render, report, search, stats
+from study import plots, report, retrain, search, stats, wording
+from study.records import Run
 from study.config import BASELINE, DataConfig, SearchConfig, StudyError
 
 
@@ -24,7 +27,8 @@ def finished(tmp_path_factory):
     for tuner in ("grid", "bayesian"):
         argv = ["--tuner", tuner, "--data-dir", str(data), "--epochs", "1", "--max-trials", "2", "--directory", str(runs)]
         assert search.main(argv) == 0
-    argv = ["--directory", str(runs), "--output", str(root / "reports"), "--epochs", "1", "--seeds", "1"]
+    argv = ["--directory", str(runs), "--output", str(root / "reports"), "--epochs", "1", "--seeds", "1",
+            "--confirm-seeds", "1"]
     assert report.main(argv) == 0
     return root
 
@@ -94,27 +98,23 @@ def test_best_configuration_is_the_highest_validation_accuracy(finished):
 
 
 def test_optimizers_start_from_identical_weights_with_the_same_data_order(finished):
-    runs = pd.read_csv(finished / "reports" / "tables" / "runs.csv").set_index("configuration")
-    assert runs.loc[["baseline", "sgd", "rmsprop"], "initial_weights_sha1"].nunique() == 1
-    models = [report.initial_model((16, 16, 3), 3, {**BASELINE.hyperparameters(), "optimizer": o}, seed=5)
+    runs = pd.read_csv(finished / "reports" / "tables" / "runs.csv")
+    race = runs[runs["seeds for"] == "race"].set_index("configuration")
+    assert race.loc[["baseline", "sgd", "rmsprop"], "initial_weights_sha1"].nunique() == 1
+    models = [retrain.initial_model((16, 16, 3), 3, {**BASELINE.hyperparameters(), "optimizer": o}, seed=5)
               for o in ("adam", "sgd", "rmsprop")]
     for model in models[1:]:
         for a, b in zip(models[0].get_weights(), model.get_weights()):
             np.testing.assert_array_equal(a, b)
-    other = report.initial_model((16, 16, 3), 3, BASELINE.hyperparameters(), seed=6)
+    other = retrain.initial_model((16, 16, 3), 3, BASELINE.hyperparameters(), seed=6)
     assert not np.array_equal(other.get_weights()[0], models[0].get_weights()[0])
 
 
-def _fake_retrain(data, hyperparameters, seed, cfg, **kwargs):
-    """No training: a Run with a plausible history and deterministic predictions."""
-    y_pred = (data.y_test + (np.arange(len(data.y_test)) % 3 == 0)) % data.num_classes
-    history = {k: [0.2, 0.4] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
-    return report.Run(dict(hyperparameters), seed, history, 1.0, float(np.mean(y_pred == data.y_test)), 1.0,
-                      y_pred, f"weights-{seed}", settings=cfg.settings("tensorflow"))
+_fake_retrain = crafted(default=0.65)  # no training: every run gets 65% of the test images right
 
 
 def test_no_search_still_reports_data_and_baseline_and_replaces_the_old_report(tiny_data, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(report, "retrain", _fake_retrain)
+    monkeypatch.setattr(retrain, "retrain", _fake_retrain)
     (tmp_path / "none").mkdir()  # a search folder with no search in it
     out = tmp_path / "reports"
     out.mkdir()
@@ -131,11 +131,11 @@ def test_no_search_still_reports_data_and_baseline_and_replaces_the_old_report(t
     metrics = json.loads((out / "metrics.json").read_text())
     assert [r["name"] for r in metrics["comparison"]] == ["baseline", "sgd", "rmsprop"]
     assert metrics["comparison"][0]["interval"] == "t" and metrics["comparison"][0]["seeds"] == [1, 2]
-    assert "none found" in capsys.readouterr().out
+    assert "from no search in" in capsys.readouterr().out
 
 
 def test_a_crash_while_rendering_keeps_the_previous_report(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "retrain", _fake_retrain)
+    monkeypatch.setattr(retrain, "retrain", _fake_retrain)
     (tmp_path / "none").mkdir()
     out = tmp_path / "reports"
     out.mkdir()
@@ -149,8 +149,8 @@ def test_a_crash_while_rendering_keeps_the_previous_report(tiny_data, tmp_path, 
         report.main(["--data-dir", str(tiny_data), "--directory", str(tmp_path / "none"), "--output", str(out)])
     assert (out / "report.md").read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["none", "reports", "tiny"]
-    # The retrainings that ended before the crash are kept for the rerun.
-    assert sorted(p.name for p in out.iterdir()) == ["report.md", "runs"] and len(list((out / "runs").iterdir())) == 15
+    # The retrainings that ended before the crash are kept for the rerun: the race's 15, the confirmation's 10.
+    assert sorted(p.name for p in out.iterdir()) == ["report.md", "runs"] and len(list((out / "runs").iterdir())) == 25
 
 
 def _project(directory, name, **config):
@@ -199,9 +199,9 @@ def test_data_comes_from_the_first_search_unless_flags_are_given(tmp_path):
     searches = report.find_searches(runs)
     cfg, warnings = report.resolve_config(report.build_parser().parse_args([]), searches)
     assert cfg.data == DataConfig(data_dir="x.tar.gz", subset=500, split_seed=3) and cfg.data_from == "search a"
-    assert cfg.seed == 7 and len(warnings) == 1 and "different data" in warnings[0]
-    cfg, _ = report.resolve_config(report.build_parser().parse_args(["--data-dir", "z", "--seed", "2"]), searches)
-    assert cfg.data == DataConfig(data_dir="z", subset=500, split_seed=3) and cfg.seed == 2
+    assert cfg.seed == 8 and len(warnings) == 1 and "different data" in warnings[0]  # past the largest search seed
+    cfg, _ = report.resolve_config(report.build_parser().parse_args(["--data-dir", "z", "--seed", "9"]), searches)
+    assert cfg.data == DataConfig(data_dir="z", subset=500, split_seed=3) and cfg.seed == 9
     assert cfg.data_from == "search a, changed by --data-dir"
     cfg, _ = report.resolve_config(report.build_parser().parse_args(["--full-data"]), searches)
     assert cfg.data == DataConfig(data_dir="x.tar.gz", split_seed=3) and cfg.data_from == "search a, changed by --full-data"
@@ -222,39 +222,47 @@ def test_real_data_report(tmp_path):
     assert re.search(r"\| airplane +\|", text)  # class names from the folders
 
 
-def test_summary_keeps_the_baseline_unless_the_challenger_beats_it_beyond_the_noise():
-    cfg = report.ReportConfig(epochs=3, seeds=3)
-    rmsprop = {**BASELINE.hyperparameters(), "optimizer": "rmsprop"}
-    runs = {"baseline": [_crafted(s, a, 0.60, BASELINE.hyperparameters()) for s, a in ((1, .5), (2, .55), (3, .6))],
-            "grid best": [_crafted(s, a, 0.65, rmsprop) for s, a in ((1, .55), (2, .6), (3, .7))]}
-    analysis = stats.analyse(runs, np.arange(20) % 10)
-    text = render.summary_text(analysis, runs, cfg, 20, True)
-    # +6.7 points, p = 0.057: the challenger picked by validation does not replace the baseline.
-    assert text.startswith("**Keep the baseline** (adam, lr 0.001") and "The best challenger by validation, grid " \
-        "best (rmsprop, lr 0.001, dropout 0.2/0.3/0.4), the highest mean validation accuracy of the retrainings over " \
-        "3 seeds: 65.0% against the baseline's 60.0%, does not beat it on the test set" in text
-    assert "+6.7 pts" in text and "p = 0.057 (paired t" in text and "within the noise" in text and "3 epochs" in text
-    assert "No configuration beat the baseline by more than the noise." in text
-    assert "Recommended" not in text
+def test_summary_keeps_the_baseline_unless_the_confirmation_beats_it_beyond_the_noise():
+    cfg = report.ReportConfig(epochs=3, seeds=3, seed=2, confirm_seeds=3)
+    base, rmsprop = BASELINE.hyperparameters(), {**BASELINE.hyperparameters(), "optimizer": "rmsprop"}
+    hps = {"baseline": base, "grid best": rmsprop}
+    y_test = np.arange(20) % 10
+    runs = {"baseline": [_crafted(s, a, 0.60, base) for s, a in ((2, .5), (3, .55), (4, .6))],
+            "grid best": [_crafted(s, a, 0.65, rmsprop) for s, a in ((2, .9), (3, .9), (4, .9))]}  # lucky in the race
+    confirming = [_crafted(s, a, 0.6, base) for s, a in ((5, .5), (6, .55), (7, .6))]
+    # Differences 0.05, 0.05, 0.10 on the fresh seeds: p = 0.057, within the noise: keep the baseline.
+    level = [_crafted(s, a, 0.6, rmsprop) for s, a in ((5, .55), (6, .6), (7, .7))]
+    text = wording.summary_text(stats.analyse(runs, y_test, confirmation=(confirming, level)), hps, cfg, True)
+    assert text.startswith("**Keep the baseline** (adam, lr 0.001, dropout 0.2/0.3/0.4): test accuracy 55.0% ± 5.0 "
+                           "(sd over 3 seeds).")
+    assert "Its challenger, grid best (rmsprop, lr 0.001, dropout 0.2/0.3/0.4), does not beat it. On 3 fresh seeds " \
+        "(seeds 5-7), which no search and no race used, it reaches 61.7% test accuracy against the baseline's 55.0%: " \
+        "+6.7 points (95% interval" in text
+    assert "p = 0.057 (paired t), better in 3 of 3 seeds: within the noise" in text
+    assert "The race picked it on validation, 65.0% against the baseline's 60.0% over seeds 2-4." in text
+    assert "3 epochs" in text and "Recommended" not in text and "exploratory" not in text
     # Differences 0.05, 0.10, 0.10: p = 0.038, beyond the noise: recommended.
-    runs["grid best"] = [_crafted(s, a, 0.65, rmsprop) for s, a in ((1, .55), (2, .65), (3, .7))]
-    text = render.summary_text(stats.analyse(runs, np.arange(20) % 10), runs, cfg, 20, False)
+    better = [_crafted(s, a, 0.6, rmsprop) for s, a in ((5, .55), (6, .65), (7, .7))]
+    text = wording.summary_text(stats.analyse(runs, y_test, confirmation=(confirming, better)), hps, cfg, False)
     assert text.startswith("No search was found") and "**Recommended: grid best** (rmsprop, lr 0.001" in text
-    assert "the test set confirms it" in text and "better than the baseline by more than the noise" in text
-    # The baseline's validation is higher, yet the challenger is still the best of the others: the test decides.
-    runs["baseline"] = [_crafted(s, a, 0.66, BASELINE.hyperparameters()) for s, a in ((1, .5), (2, .55), (3, .6))]
-    assert "**Recommended: grid best**" in render.summary_text(stats.analyse(runs, np.arange(20) % 10), runs, cfg,
-                                                               20, True)
+    assert "p = 0.038 (paired t), better in 3 of 3 seeds: better than the baseline beyond the noise." in text
+    # Without a confirmation (--confirm-seeds 0) the race's own runs decide, and the claim says it is exploratory.
+    explored = dataclasses.replace(cfg, confirm_seeds=0)
+    text = wording.summary_text(stats.analyse(runs, y_test), hps, explored, True)
+    assert "**Recommended, exploratory: grid best**" in text and "exploratory, not confirmed" in text
+    assert "On the race's own seeds 2-4, " in text
 
 
 def test_one_seed_says_the_interval_covers_the_test_images_only():
-    cfg = report.ReportConfig(epochs=15, seeds=1)
-    rmsprop = {**BASELINE.hyperparameters(), "optimizer": "rmsprop"}
-    runs = {"baseline": [_crafted(1, .3, 0.60, BASELINE.hyperparameters())], "grid best": [_crafted(1, .9, .65, rmsprop)]}
-    text = render.summary_text(stats.analyse(runs, np.arange(20) % 10), runs, cfg, 20, True)
-    assert "**Recommended: grid best** (rmsprop" in text and "(one seed)" in text and "p = 0.00049 (McNemar" in text  # 2 / 2**12
-    assert "beyond the sampling of the test images (the interval covers the test images only" in text
-    assert "With one seed the intervals cover only the sampling of the 20 test images" in text
+    cfg = report.ReportConfig(epochs=15, seeds=1, seed=2, confirm_seeds=1)
+    base, rmsprop = BASELINE.hyperparameters(), {**BASELINE.hyperparameters(), "optimizer": "rmsprop"}
+    runs = {"baseline": [_crafted(2, .3, 0.60, base)], "grid best": [_crafted(2, .9, .65, rmsprop)]}
+    confirmation = ([_crafted(3, .3, 0.6, base)], [_crafted(3, .9, 0.6, rmsprop)])
+    text = wording.summary_text(stats.analyse(runs, np.arange(20) % 10, confirmation=confirmation),
+                                {"baseline": base, "grid best": rmsprop}, cfg, True)
+    assert "**Recommended: grid best** (rmsprop" in text and "p = 0.00049 (McNemar)" in text  # 2 / 2**12
+    assert "beyond the sampling of the test images (the interval covers the sampling of the test images only" in text
+    assert "With one seed, the interval covers the sampling of the test images only, not seed-to-seed" in text
 
 
 def _crafted(seed, acc, val, hp, n=20):
@@ -262,7 +270,7 @@ def _crafted(seed, acc, val, hp, n=20):
     y_test = np.arange(n) % 10
     y_pred = np.where(np.arange(n) < round(acc * n), y_test, (y_test + 1) % 10)
     history = {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.0], "val_accuracy": [val]}
-    return report.Run(dict(hp), seed, history, 1.0, acc, 1.0, y_pred, f"weights-{seed}")
+    return Run(dict(hp), seed, history, 1.0, acc, 1.0, y_pred, f"weights-{seed}")
 
 
 def test_trial_ids_keep_their_leading_zeros(finished):
@@ -273,7 +281,7 @@ def test_trial_ids_keep_their_leading_zeros(finished):
 
 
 def test_failed_trials_are_shown_and_never_picked(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "retrain", _fake_retrain)
+    monkeypatch.setattr(retrain, "retrain", _fake_retrain)
     runs = tmp_path / "tuner_results"
     argv = ["--data-dir", str(tiny_data), "--epochs", "1", "--directory", str(runs),
             "--optimizers", "sgd", "--learning-rates", "1e12,0.01"]
@@ -284,7 +292,8 @@ def test_failed_trials_are_shown_and_never_picked(tiny_data, tmp_path, monkeypat
     text = (tmp_path / "out" / "report.md").read_text()
     assert "FAILED" in text and "nan" in text.lower()  # the failed row and its reason
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["arms"]["grid best"]["hyperparameters"]["learning_rate"] == 0.01
+    # The grid's best is the SGD arm's configuration: one arm, named after both.
+    assert metrics["arms"]["sgd = grid best"]["hyperparameters"]["learning_rate"] == 0.01 and "sgd" not in metrics["arms"]
 
 
 def test_two_searches_with_the_same_best_configuration_are_one_arm():

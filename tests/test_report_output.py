@@ -66,7 +66,7 @@ def test_overwrite_starts_over_and_the_same_command_resumes(tiny_data, tmp_path,
     searches, out = tmp_path / "searches", tmp_path / "out"
     searches.mkdir()
     argv = ["--data-dir", str(tiny_data), "--directory", str(searches), "--output", str(out), "--seeds", "1",
-            "--epochs", "1"]
+            "--confirm-seeds", "0", "--epochs", "1"]
     assert report.main(argv) == 0
     assert report.main([*argv, "--seeds", "2"]) == 0  # more seeds: the same report, resumed
     capsys.readouterr()

@@ -11,31 +11,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from study import report
+from study import report, retrain
+from fakes import crafted
 
 RUNNER = Path(__file__).with_name("crash_runner.py")
 ROOT = Path(__file__).resolve().parents[1]
-# Test and final validation accuracy of each retraining, on 20 test images: multiples of 0.05.
-ACCURACY = {"adam": {1: .50, 2: .55, 3: .60, 4: .55, 5: .50},
+# Test and final validation accuracy of each retraining, on 20 test images: multiples of 0.05. No search, so the
+# race's seeds are 1-5 and the confirmation's 6-10.
+ACCURACY = {"adam": {1: .50, 2: .55, 3: .60, 4: .55, 5: .50, 6: .50, 7: .55, 8: .60, 9: .55, 10: .50},
             "sgd": {1: .20, 2: .30, 3: .25, 4: .30, 5: .30},  # -30, -25 points after 2 seeds: far below the pooled noise
-            "rmsprop": {1: .55, 2: .55, 3: .65, 4: .60, 5: .60}}
+            # On the fresh seeds: +5, +5, +10, +10, +10 points (p 0.016): the confirmation finds it better.
+            "rmsprop": {1: .55, 2: .55, 3: .65, 4: .60, 5: .60, 6: .55, 7: .60, 8: .70, 9: .65, 10: .60}}
 
 
 def _retrain(calls):
-    def retrain(data, hyperparameters, seed, cfg, **kwargs):
-        calls.append((hyperparameters["optimizer"], seed))
-        acc = ACCURACY[hyperparameters["optimizer"]][seed]
-        n = len(data.y_test)
-        y_pred = np.where(np.arange(n) < round(acc * n), data.y_test, (data.y_test + 1) % data.num_classes)
-        history = {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.0], "val_accuracy": [acc]}
-        return report.Run(dict(hyperparameters), seed, history, 1.0, float(np.mean(y_pred == data.y_test)), 1.0,
-                          y_pred, f"w{seed}", settings=cfg.settings("tensorflow"))
-
-    return retrain
+    return crafted(ACCURACY, calls)
 
 
 def _argv(data: Path, tmp_path: Path, out: str, *extra: str) -> list[str]:
@@ -46,32 +39,49 @@ def _argv(data: Path, tmp_path: Path, out: str, *extra: str) -> list[str]:
 
 def test_the_report_drops_a_clear_loser_after_min_seeds_round_by_round(tiny_data, tmp_path, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(report, "retrain", _retrain(calls))
+    monkeypatch.setattr(retrain, "retrain", _retrain(calls))
     assert report.main(_argv(tiny_data, tmp_path, "out")) == 0
     assert calls == [(o, s) for s in (1, 2) for o in ("adam", "sgd", "rmsprop")] + \
-        [(o, s) for s in (3, 4, 5) for o in ("adam", "rmsprop")]
+        [(o, s) for s in (3, 4, 5) for o in ("adam", "rmsprop")] + \
+        [(o, s) for s in range(6, 11) for o in ("adam", "rmsprop")]  # the confirmation, a pair per seed
     out = capsys.readouterr().out
-    assert "retrainings: 0 already saved in" in out and "at most 15 to train (racing from 2 seeds" in out
+    assert "retrainings: 0 already saved in" in out and "at most 15 to train in the race (from 2 seeds" in out
+    assert "then at most 10 to confirm the challenger on seeds 6-10" in out
     assert "round 3 of 5 (seed 3): 2 of 3 arms live; sgd dropped after 2 seeds (worse than the leader)" in out
     assert "retraining seed 4, 1 epoch, 2 of 3 arms live: optimizer=adam" in out
+    assert "confirmation: rmsprop and the baseline on seeds 6-10, which no search and no race trained" in out
+    assert "confirmation seed 6, 1 epoch: optimizer=rmsprop" in out
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     arms = metrics["arms"]
     assert (arms["sgd"]["seeds"], arms["sgd"]["dropped_after"]) == ([1, 2], 2)
     assert (arms["rmsprop"]["seeds"], arms["rmsprop"]["dropped_after"]) == ([1, 2, 3, 4, 5], None)
-    assert arms["baseline"]["seeds"] == [1, 2, 3, 4, 5]
+    assert arms["baseline"]["seeds"] == [1, 2, 3, 4, 5]  # the race's seeds only
     rows = {r["name"]: r for r in metrics["comparison"]}
     assert rows["sgd"]["pairs"] == 2 and rows["sgd"]["test_accuracy"] == pytest.approx(0.25)
     assert rows["sgd"]["diff_vs_baseline"] == pytest.approx(-0.275)  # against the baseline's seeds 1-2
-    assert metrics["recommendation"]["challenger"] == "rmsprop" and metrics["config"]["min_seeds"] == 2
+    recommendation = metrics["recommendation"]
+    assert recommendation["challenger"] == "rmsprop" and metrics["config"]["min_seeds"] == 2
+    confirmation = recommendation["confirmation"]
+    assert confirmation["seeds"] == [6, 7, 8, 9, 10]
+    assert confirmation["baseline_test"] == pytest.approx([ACCURACY["adam"][s] for s in range(6, 11)])
+    assert confirmation["challenger_test"] == pytest.approx([ACCURACY["rmsprop"][s] for s in range(6, 11)])
+    assert confirmation["test"] == "paired t" and confirmation["difference"] == pytest.approx(0.08)
+    assert confirmation["p_value"] < 0.05 and confirmation["ci_low"] > 0 and confirmation["machine"]
+    assert recommendation["beats_baseline"] and recommendation["name"] == "rmsprop"
+    assert recommendation["decided_by"] == "confirmation"
     text = (tmp_path / "out" / "report.md").read_text()
+    assert "**Recommended: rmsprop** (rmsprop, lr 0.001" in text
+    assert "It dropped sgd after 2 seeds (worse on validation)." in text
     worse = "worse on validation than the best arm racing, beyond the noise: sgd after 2 seeds"
-    assert f"Dropped by the race, {worse}." in text
     assert f"**Dropped by the race:** {worse}." in text and "| 2, dropped " in text
-    assert "(racing: from 2 seeds on" in text
+    assert "25.0% ± 7.1 over 2 seeds" in text and "-27.5 pts (-59.3 to +4.3) over 2 shared seeds" in text
+    assert "Racing: from 2 seeds on" in text and "## Confirmation" in text
     table = pd.read_csv(tmp_path / "out" / "tables" / "final_comparison.csv").set_index("configuration")
     assert table.loc["sgd", "dropped_after"] == 2 and pd.isna(table.loc["rmsprop", "dropped_after"])
     assert table.loc["sgd", "dropped_because"] == "worse than the leader" == arms["sgd"]["dropped_because"]
     assert pd.isna(table.loc["rmsprop", "dropped_because"]) and arms["rmsprop"]["dropped_because"] is None
+    runs = pd.read_csv(tmp_path / "out" / "tables" / "runs.csv")
+    assert (runs["seeds for"] == "confirmation").sum() == 10
 
     # --min-seeds 5: every arm gets every seed; only SGD's three missing seeds are trained.
     calls.clear()
@@ -85,26 +95,27 @@ def test_the_report_drops_a_clear_loser_after_min_seeds_round_by_round(tiny_data
     assert arms["sgd"]["seeds"] == [1, 2] and arms["sgd"]["dropped_after"] == 2 and len(calls) == 3
 
 
-def test_a_challenger_that_cannot_beat_the_baseline_is_dropped_and_named_but_never_recommended(
+def test_with_every_challenger_dropped_nothing_is_confirmed_and_the_baseline_trains_no_more_seeds(
         tiny_data, tmp_path, monkeypatch, capsys):
     # RMSprop level with the baseline (0, -5, 0 points) for 3 seeds, far better later: seeds it never gets.
     monkeypatch.setitem(ACCURACY, "rmsprop", {1: .50, 2: .50, 3: .60, 4: .95, 5: .95})
     calls = []
-    monkeypatch.setattr(report, "retrain", _retrain(calls))
+    monkeypatch.setattr(retrain, "retrain", _retrain(calls))
     assert report.main(_argv(tiny_data, tmp_path, "out")) == 0
-    assert calls == [(o, s) for s in (1, 2) for o in ("adam", "sgd", "rmsprop")] + [("adam", 3), ("rmsprop", 3),
-                                                                                     ("adam", 4), ("adam", 5)]
-    assert "round 4 of 5 (seed 4): 1 of 3 arms live; rmsprop dropped after 3 seeds (cannot beat the baseline)" \
-        in capsys.readouterr().out
+    assert calls == [(o, s) for s in (1, 2) for o in ("adam", "sgd", "rmsprop")] + [("adam", 3), ("rmsprop", 3)]
+    out = capsys.readouterr().out
+    assert "the race dropped every challenger after 3 seeds: nothing is left to beat the baseline, which trains no " \
+        "more seeds" in out and "confirmation:" not in out
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["arms"]["rmsprop"]["dropped_because"] == "cannot beat the baseline"
-    assert metrics["recommendation"]["challenger"] == "rmsprop" and metrics["recommendation"]["name"] == "baseline"
-    assert metrics["recommendation"]["beats_baseline"] is False
+    assert metrics["arms"]["baseline"]["seeds"] == [1, 2, 3]
+    recommendation = metrics["recommendation"]
+    assert recommendation["challenger"] is None and recommendation["name"] == "baseline"
+    assert recommendation["beats_baseline"] is False and recommendation["confirmation"] is None
     text = (tmp_path / "out" / "report.md").read_text()
     assert "could not beat the baseline beyond the noise on validation: rmsprop after 3 seeds" in text
-    assert "The race dropped every challenger before the test set was read. Of those it kept longest, the best on " \
-        "validation is rmsprop" in text and "dropped after 3 seeds (could not beat the baseline beyond the noise " \
-        "on validation), it is not recommended whatever the test set says" in text
+    assert "The race dropped every challenger on validation: sgd after 2 seeds (worse on validation); rmsprop after " \
+        "3 seeds (could not beat the baseline on validation). Nothing is left to beat the baseline" in text
 
 
 def _report(argv: list[str], point: str, crafted: Path) -> subprocess.CompletedProcess:
@@ -113,22 +124,29 @@ def _report(argv: list[str], point: str, crafted: Path) -> subprocess.CompletedP
                           capture_output=True, text=True, env=env, timeout=600)
 
 
-def test_sigkill_mid_race_then_rerun_makes_the_same_decisions_and_numbers(tiny_data, tmp_path):
+@pytest.mark.parametrize("point, saved, race_left, retrained", [
+    ("run-saved:9", 9, 3, 3 + 10),  # in round 4, after the baseline's seed 4: the rest of the race, then confirmed
+    ("run-saved:15", 12, 0, 7),  # mid-pair: the baseline of seed 7 saved, not its challenger, which alone trains
+])
+def test_sigkill_mid_race_or_mid_confirmation_then_rerun_makes_the_same_decisions_and_numbers(
+        tiny_data, tmp_path, point, saved, race_left, retrained):
     crafted = tmp_path / "accuracies.json"
     crafted.write_text(json.dumps(ACCURACY))
     whole = _report(_argv(tiny_data, tmp_path, "whole"), "none", crafted)
     assert whole.returncode == 0, whole.stderr[-3000:]
     argv = _argv(tiny_data, tmp_path, "crashed")
-    killed = _report(argv, "run-saved:9", crafted)  # in round 4, after the baseline's seed 4
+    killed = _report(argv, point, crafted)
     assert killed.returncode == -9, killed.stderr[-3000:]
     rerun = _report(argv, "none", crafted)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "retrainings: 9 already saved in" in rerun.stdout and "at most 3 to train" in rerun.stdout
-    assert sum("] retraining seed" in line for line in rerun.stdout.splitlines()) == 3
+    assert f"retrainings: {saved} " in rerun.stdout and f"{race_left} to train" in rerun.stdout
+    # Only what is missing trains: the half of a pair saved on this machine pairs with the other half trained now.
+    assert sum(", saved as " in line for line in rerun.stdout.splitlines()) == retrained
     expected, got = (json.loads((tmp_path / out / "metrics.json").read_text()) for out in ("whole", "crashed"))
     for key in ("arms", "comparison", "recommendation"):
         assert json.dumps(got[key], sort_keys=True) == json.dumps(expected[key], sort_keys=True), key
-    assert got["arms"]["sgd"]["dropped_after"] == 2
+    assert got["arms"]["sgd"]["dropped_after"] == 2 and got["recommendation"]["confirmation"]["seeds"] == [6, 7, 8, 9, 10]
+    assert not (tmp_path / "crashed" / "runs" / "unpaired").exists()
 
 
 @pytest.mark.parametrize("extra, message", [(["--min-seeds", "1"], "--min-seeds must be >= 2"),

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study import report, stats
+from study import report, retrain, stats
+from fakes import crafted
 
 RUNNER = Path(__file__).with_name("crash_runner.py")
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +27,9 @@ def _report(point: str, argv: list[str]) -> subprocess.CompletedProcess:
 
 def _argv(data: Path, tmp_path: Path, out: str, *extra: str) -> list[str]:
     (tmp_path / "searches").mkdir(exist_ok=True)
+    # No confirmation unless asked for: these tests count the race's retrainings (test_report_racing.py confirms).
     return ["--data-dir", str(data), "--directory", str(tmp_path / "searches"), "--output", str(tmp_path / out),
-            "--epochs", "1", *extra]
+            "--epochs", "1", "--confirm-seeds", "0", *extra]
 
 
 def _numbers(out: Path) -> dict:
@@ -87,17 +89,8 @@ def test_more_seeds_later_train_only_the_new_seeds_and_other_settings_are_not_re
 
 
 def _crafted_retrain(accuracies):
-    """retrain() without training: test accuracy from `accuracies[(optimizer, seed)]`, validation = test."""
-
-    def retrain(data, hyperparameters, seed, cfg, **kwargs):
-        acc = accuracies[(hyperparameters["optimizer"], seed)]
-        n = len(data.y_test)
-        y_pred = np.where(np.arange(n) < round(acc * n), data.y_test, (data.y_test + 1) % data.num_classes)
-        history = {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.0], "val_accuracy": [acc]}
-        return report.Run(dict(hyperparameters), seed, history, 1.0, acc, 1.0, y_pred, f"w{seed}",
-                          settings=cfg.settings("tensorflow"))
-
-    return retrain
+    """retrain() without training: test accuracy from `accuracies[(optimizer, seed)]` (else 0.5), validation = test."""
+    return crafted(accuracies)
 
 
 def test_the_report_renders_the_numbers_of_a_crafted_set_of_runs(tiny_data, tmp_path, monkeypatch):
@@ -105,7 +98,7 @@ def test_the_report_renders_the_numbers_of_a_crafted_set_of_runs(tiny_data, tmp_
     acc = {("adam", 1): 0.50, ("adam", 2): 0.55, ("adam", 3): 0.60,
            ("sgd", 1): 0.30, ("sgd", 2): 0.40, ("sgd", 3): 0.35,
            ("rmsprop", 1): 0.55, ("rmsprop", 2): 0.60, ("rmsprop", 3): 0.70}
-    monkeypatch.setattr(report, "retrain", _crafted_retrain(acc))
+    monkeypatch.setattr(retrain, "retrain", _crafted_retrain(acc))
     # Every arm with every seed (no racing: SGD would be dropped after 2), so each number is over 3 seeds.
     assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "3", "--min-seeds", "3")) == 0
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -131,13 +124,15 @@ def test_the_report_renders_the_numbers_of_a_crafted_set_of_runs(tiny_data, tmp_
     assert recommendation["vs_baseline"]["p_value"] == pytest.approx(p_rms, rel=1e-6)
 
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "**Keep the baseline**" in text and "The best challenger by validation, rmsprop" in text
+    assert "**Keep the baseline**" in text and "Its challenger, rmsprop (rmsprop, lr 0.001" in text
+    assert "On the race's own seeds 1-3, +6.7 points (95% interval -0.5 to +13.8), p = 0.057 (paired t), better in " \
+        "3 of 3 seeds: within the noise" in text and "exploratory, not confirmed" in text
     assert "+6.7 pts (-0.5 to +13.8)" in text and "| **baseline** " in text
     assert f"| {p_rms:.2g} (paired t; uncorrected {p_rms:.2g})" in text
     assert f"{2 * p_sgd:.2g} (paired t; uncorrected {p_sgd:.2g})" in text
-    assert "Worse than the baseline by more than the noise: sgd (-20.0 points)." in text
-    assert "No configuration beat the baseline by more than the noise (Holm's correction over the 2 comparisons)." \
-        in text
+    assert "Worse beyond the noise: sgd (-20.0 points)." in text
+    assert "On the race's seeds, no configuration is better than the baseline beyond the noise (Holm's correction " \
+        "over the 2 comparisons)." in text
     assert "Holm's method" in text
     assert stats.verdict(stats.Comparison("paired t", 0.2 / 3, 0, 0, p_rms, 3, 3, p_rms)) == "noise"
 
@@ -147,18 +142,13 @@ def test_a_configuration_shared_by_two_arms_is_trained_once(tiny_data, tmp_path,
     from study import search
 
     calls = []
-    crafted = _crafted_retrain({(o, s): 0.5 for o in ("adam", "sgd", "rmsprop") for s in (1, 2)})
-
-    def counting(data, hyperparameters, seed, cfg, **kwargs):
-        calls.append((hyperparameters["optimizer"], seed))
-        return crafted(data, hyperparameters, seed, cfg, **kwargs)
-
-    monkeypatch.setattr(report, "retrain", counting)
+    monkeypatch.setattr(retrain, "retrain", crafted(calls=calls))
     runs = tmp_path / "searches"
     assert search.main(["--data-dir", str(tiny_data), "--epochs", "1", "--directory", str(runs),
                         "--optimizers", "adam", "--learning-rates", "0.001"]) == 0
     assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "2")) == 0
-    assert sorted(calls) == sorted((o, s) for o in ("adam", "sgd", "rmsprop") for s in (1, 2))  # not 8
+    # Race seeds 2 and 3 (the search trained with seed 1): 6 runs, not 8.
+    assert sorted(calls) == sorted((o, s) for o in ("adam", "sgd", "rmsprop") for s in (2, 3))
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["arms"]["grid best"]["hyperparameters"] == metrics["arms"]["baseline"]["hyperparameters"]
     row = next(r for r in metrics["comparison"] if r["name"] == "grid best")
@@ -174,7 +164,7 @@ def test_rendering_alone_decodes_no_training_image(tiny_data, tmp_path, monkeypa
     """Nothing left to train: the report plans and renders from labels, samples and the encoded test images."""
     from study import data as data_lib
 
-    monkeypatch.setattr(report, "retrain", _crafted_retrain({(o, 1): 0.5 for o in ("adam", "sgd", "rmsprop")}))
+    monkeypatch.setattr(retrain, "retrain", _crafted_retrain({(o, 1): 0.5 for o in ("adam", "sgd", "rmsprop")}))
     loads, load = [], data_lib.load_dataset
 
     def recording(cfg, **kwargs):
@@ -219,33 +209,37 @@ def test_a_rerun_that_only_renders_copies_the_model_files_and_imports_no_tensorf
 
 
 def test_arms_that_did_not_start_from_the_baselines_initial_weights_are_named(tiny_data, tmp_path, monkeypatch):
-    crafted = _crafted_retrain({(o, s): 0.5 for o in ("adam", "sgd", "rmsprop") for s in (1, 2)})
+    same_start = _crafted_retrain({})
 
-    def retrain(data, hyperparameters, seed, cfg, **kwargs):
-        run = crafted(data, hyperparameters, seed, cfg, **kwargs)
+    def other_start(data, hyperparameters, seed, cfg, **kwargs):
+        run = same_start(data, hyperparameters, seed, cfg, **kwargs)
         if hyperparameters["optimizer"] == "sgd" and seed == 2:
             run.initial_weights = "other"
         return run
 
-    monkeypatch.setattr(report, "retrain", retrain)
+    monkeypatch.setattr(retrain, "retrain", other_start)
     assert report.main(_argv(tiny_data, tmp_path, "out", "--seeds", "2")) == 0
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "**Initial weights differ** from the baseline's of the same seed for sgd. Those pairs" in text
+    assert "**Initial weights differ** from the baseline's of the same seed for sgd: their layers" in text
     assert "(initial weights DIFFER)" in text
 
-    monkeypatch.setattr(report, "retrain", crafted)
+    monkeypatch.setattr(retrain, "retrain", same_start)
     assert report.main(_argv(tiny_data, tmp_path, "same", "--seeds", "2")) == 0
     text = (tmp_path / "same" / "report.md").read_text()
     assert "Initial weights differ" not in text and "from identical initial weights" in text
 
 
-def test_a_dropout_rate_of_0_changes_the_initial_weights_of_the_notebook_cnn():
-    """Why the report names such arms: Keras draws a seed only for a Dropout layer with a rate above 0."""
+def test_the_same_seed_gives_the_same_initial_weights_whatever_the_dropout_rates():
+    """Keras draws a seed only for a Dropout layer with a rate above 0, which shifted every later layer's initial
+    weights: each layer's weights are now seeded from the run's seed and the layer's name (study.seeding)."""
     hp = {"optimizer": "adam", "learning_rate": 1e-3, "dropout_1": 0.2, "dropout_2": 0.3, "dropout_3": 0.4}
-    weights = [report.initial_model((32, 32, 3), 3, dict(hp, dropout_3=rate), 1).get_weights()
-               for rate in (0.4, 0.1, 0.0)]
-    assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))
-    assert not all(np.array_equal(a, b) for a, b in zip(weights[0], weights[2]))
+    rates = ((0.2, 0.3, 0.4), (0.2, 0.3, 0.0), (0.0, 0.0, 0.0), (0.5, 0.1, 0.2))
+    weights = [retrain.initial_model((32, 32, 3), 3, dict(hp, dropout_1=a, dropout_2=b, dropout_3=c), 1).get_weights()
+               for a, b, c in rates]
+    for other in weights[1:]:
+        assert len(other) == len(weights[0]) and all(np.array_equal(a, b) for a, b in zip(weights[0], other))
+    another_seed = retrain.initial_model((32, 32, 3), 3, hp, 2).get_weights()
+    assert not any(np.array_equal(a, b) for a, b in zip(weights[0], another_seed) if a.any())
 
 
 def test_the_notebook_table_starts_on_a_line_of_its_own():

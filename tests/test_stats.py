@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from study import render, stats
+from study import stats, wording
 
 Z = 1.959963984540054  # standard normal 97.5% quantile
 
@@ -269,7 +269,7 @@ def test_two_arms_of_one_configuration_are_one_comparison_in_holms_family():
     assert a.comparisons["lucky"].p_holm == pytest.approx(2 * p_lucky, rel=1e-6)  # a family of 2, not 3
     assert a.comparisons["sgd"].p_holm == pytest.approx(p_sgd, rel=1e-6)
     assert a.comparisons["grid best"] == a.comparisons["sgd"] and a.family == 2
-    assert "(Holm's correction over the 2 comparisons)" in render._beyond_noise_text(a)
+    assert "(Holm's correction over the 2 comparisons)" in wording.beyond_noise_text(a)
 
 
 def test_analyse_with_no_challenger_keeps_the_baseline():
@@ -467,7 +467,7 @@ def test_compare_to_leader_spread_below_one_in_a_billion_is_none_above_it_counts
     assert stats.compare_to_leader({"baseline": base, "w": worse})[1]["w"].p_value == 1.0
 
 
-def test_with_every_challenger_dropped_the_one_kept_longest_is_named_and_never_recommended():
+def test_with_every_challenger_dropped_nothing_is_left_to_confirm_and_the_baseline_stays():
     y_test = np.arange(20) % 10
     base = [_run(s, a, 0.60, {"o": "adam"}) for s, a in ((1, 0.50), (2, 0.55), (3, 0.60), (4, 0.55))]
     runs = {
@@ -480,10 +480,56 @@ def test_with_every_challenger_dropped_the_one_kept_longest_is_named_and_never_r
     }
     why = "cannot beat the baseline"
     a = stats.analyse(runs, y_test, dropped={"late": (3, why), "later": (3, why), "early": (2, why)})
-    assert a.challenger == "late" and stats.beats_baseline(a.comparisons["late"])
-    assert not a.beats_baseline and a.recommended == "baseline"
+    assert a.challenger is None and stats.beats_baseline(a.comparisons["late"])
+    assert not a.beats_baseline and a.recommended == "baseline" and a.confirmation is None and not a.exploratory
     assert a.arms["late"]["dropped_after"] == 3 and a.arms["late"]["dropped_because"] == why
     assert a.arms["baseline"]["dropped_after"] is None and a.arms["baseline"]["dropped_because"] is None
     # One challenger not dropped: it is the challenger, whatever the dropped ones' validation accuracy.
     a = stats.analyse(runs, y_test, dropped={"late": (3, why), "early": (2, why)})
-    assert a.challenger == "later" and not a.beats_baseline
+    assert a.challenger == "later" and not a.beats_baseline and a.exploratory
+
+
+def _confirming(seeds_and_accuracies, hp):
+    return [_run(s, acc, 0.5, hp) for s, acc in seeds_and_accuracies]
+
+
+def test_the_confirmation_alone_decides_whatever_the_race_said():
+    y_test = np.arange(20) % 10
+    runs = {
+        "baseline": [_run(s, a, 0.60, {"o": "adam"}) for s, a in ((1, 0.50), (2, 0.55), (3, 0.60))],
+        # The race's runs say "far better" (+0.40, +0.35, +0.30: uncorrected p 0.012).
+        "lucky": [_run(s, 0.9, 0.66, {"o": "lucky"}) for s in (1, 2, 3)],
+    }
+    assert stats.analyse(runs, y_test).beats_baseline  # exploratory: the race's own runs would decide
+    # Fresh seeds 4-6, given out of order: +0.05, -0.05, 0.00. No gain: keep the baseline.
+    base = _confirming(((6, 0.50), (4, 0.55), (5, 0.60)), {"o": "adam"})
+    level = _confirming(((5, 0.55), (6, 0.50), (4, 0.60)), {"o": "lucky"})
+    a = stats.analyse(runs, y_test, confirmation=(base, level))
+    assert a.challenger == "lucky" and not a.beats_baseline and a.recommended == "baseline" and not a.exploratory
+    c = a.confirmation
+    assert c.seeds == (4, 5, 6) and c.baseline_test == pytest.approx((0.55, 0.60, 0.50))
+    assert c.challenger_test == pytest.approx((0.60, 0.55, 0.50)) and c.comparison.diff == pytest.approx(0.0, abs=1e-12)
+    assert c.comparison.pairs == 3 and c.comparison.test == "paired t" and c.machine is None
+    # +0.10, +0.05, +0.10 on the fresh seeds: t = 0.0833 / (0.0289 / sqrt 3) = 5, beyond the noise (two-sided, df 2).
+    better = _confirming(((4, 0.65), (5, 0.65), (6, 0.60)), {"o": "lucky"})
+    a = stats.analyse(runs, y_test, confirmation=(base, better))
+    assert a.beats_baseline and a.recommended == "lucky" and a.confirmation.beats_baseline
+    assert a.confirmation.comparison.p_value == pytest.approx(_t_two_sided_p(5.0, 2), rel=1e-6)
+    assert a.confirmation.comparison.p_value < 0.05
+    # A race that found nothing beyond the noise does not stop the confirmation from deciding.
+    runs["lucky"] = [_run(s, a, 0.66, {"o": "lucky"}) for s, a in ((1, 0.55), (2, 0.50), (3, 0.60))]
+    assert stats.analyse(runs, y_test, confirmation=(base, better)).beats_baseline
+    # Worse on the fresh seeds beyond the noise (the mirror image): never recommended.
+    worse = _confirming(((4, 0.45), (5, 0.55), (6, 0.40)), {"o": "lucky"})
+    a = stats.analyse(runs, y_test, confirmation=(base, worse))
+    assert a.confirmation.comparison.diff < 0 and a.confirmation.comparison.p_value < 0.05 and not a.beats_baseline
+
+
+def test_the_confirmation_pairs_only_the_seeds_both_ran_and_names_their_machines():
+    y_test = np.arange(20) % 10
+    base = _confirming(((4, 0.55), (5, 0.60), (6, 0.50)), {"o": "adam"})
+    other = _confirming(((4, 0.65), (6, 0.60), (7, 0.9)), {"o": "lucky"})
+    for run, machine in zip([*base, *other], ["A", "A", "B", "A", "B", "C"]):
+        run.machine = machine
+    c = stats.confirm(base, other, y_test)
+    assert c.seeds == (4, 6) and c.challenger_test == pytest.approx((0.65, 0.60)) and c.machine == "A; B"

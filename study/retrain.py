@@ -1,0 +1,222 @@
+"""Retraining: train one configuration with one seed, test it once, and the jobs that run retrainings anywhere.
+
+A job is one or more runs trained on one machine: a race's (configuration, seed), or a confirmation's pair
+(the baseline and the challenger at one seed, so that a claim's pair never mixes machines). Wherever a job
+runs (in this process, in a worker process, on a cluster's worker) it returns each run's record and weights
+to the command, whose process alone writes the report folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from study import runtime
+from study.config import ReportConfig
+from study.records import Run, RunStore, machine_kind
+
+if TYPE_CHECKING:
+    from study.model import ModelFunction
+
+
+def initial_model(input_shape: tuple[int, ...], num_classes: int, hyperparameters: dict[str, Any], seed: int,
+                  model: ModelFunction | None = None):
+    """The model before training: the same seed gives the same initial weights whatever the optimizer or the
+    dropout rates, for layers of the same names and shapes (study.seeding)."""
+    from study.model import NOTEBOOK_CNN, build_model
+
+    return build_model(input_shape, num_classes, hyperparameters, model or NOTEBOOK_CNN, seed=seed)
+
+
+def retrain(data, hyperparameters: dict[str, Any], seed: int, cfg: ReportConfig, *, model: ModelFunction | None = None,
+            weights: Path | None = None, verbose: int | str = 2) -> Run:
+    """Train on the training split (validating on the validation split), then evaluate once on the test set.
+
+    The trained weights go to `weights` (for the model files the report exports).
+    """
+    import keras
+
+    from study.recipe import recipe
+    from study.training import fit, predict_proba
+
+    keras.backend.clear_session()  # the previous model's graphs (and layer names), as Keras Tuner does between trials
+    trained = initial_model(data.input_shape, data.num_classes, hyperparameters, seed, model)
+    digest = hashlib.sha1(b"".join(np.ascontiguousarray(w).tobytes() for w in trained.get_weights())).hexdigest()
+    start = time.monotonic()
+    how = recipe(hyperparameters, cfg.batch_size)  # the configuration's own batch size, augmentation, schedule
+    history = fit(trained, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                  epochs=cfg.epochs, batch_size=how.batch_size, seed=seed, verbose=verbose,
+                  augmentation=how.augmentation, schedule=how.schedule)
+    seconds = time.monotonic() - start
+    if weights is not None:
+        save_weights(trained, weights)
+    proba = predict_proba(trained, data.x_test)
+    y_pred = proba.argmax(axis=1)
+    picked = np.clip(proba[np.arange(len(proba)), data.y_test], 1e-7, 1.0)  # Keras clips the same way
+    return Run(
+        hyperparameters=dict(hyperparameters), seed=seed,
+        history={k: [float(v) for v in vals] for k, vals in history.history.items()}, seconds=seconds,
+        test_accuracy=float(np.mean(y_pred == data.y_test)), test_loss=float(-np.mean(np.log(picked))),
+        y_pred=y_pred, initial_weights=digest, settings=cfg.settings(cfg.backend),
+        environment=runtime.environment(), ended_at=time.time(),
+    )
+
+
+def save_weights(model, path: Path) -> None:
+    """Atomically, like every saved file: a crash leaves the old weights or the new ones."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+# --- jobs -------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Runs trained together on one machine. `kept`: per run, the machine kind of a saved copy that the job
+    keeps where it runs on that kind (a confirmation pair's half already saved); None: train it."""
+
+    runs: tuple[tuple[dict[str, Any], int], ...]
+    label: str = ""  # what the progress line calls it ("confirmation pair")
+    kept: tuple[str | None, ...] = ()
+
+    def kept_kind(self, i: int) -> str | None:
+        return self.kept[i] if i < len(self.kept) else None
+
+
+@dataclasses.dataclass
+class Trained:
+    """A run a job trained, with its weights file's bytes (None: no weights written)."""
+
+    run: Run
+    weights: bytes | None
+
+
+def run_job(job: Job, data, cfg: ReportConfig, model: ModelFunction | None, verbose: int | str = 2) -> list[Trained]:
+    """Train the job's runs here, except the saved ones of this machine's kind; each with its weights' bytes."""
+    here = None
+    out = []
+    for i, (hp, seed) in enumerate(job.runs):
+        if job.kept_kind(i) is not None:
+            here = here or machine_kind(runtime.environment())
+            if job.kept_kind(i) == here:
+                continue
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "run.weights.h5"
+            run = retrain(data, hp, seed, cfg, model=model, weights=path, verbose=verbose)
+            out.append(Trained(run, path.read_bytes() if path.exists() else None))
+    return out
+
+
+def keep(store: RunStore, trained: Trained) -> Path:
+    """Save a job's run in the report folder, its weights first; a saved copy from another machine is set aside."""
+    run = trained.run
+    if store.path(run.hyperparameters, run.seed).exists():
+        store.set_aside(run.hyperparameters, run.seed)
+    if trained.weights is not None:
+        weights = store.weights_path(run.hyperparameters, run.seed)
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        tmp = weights.with_name(f".{weights.stem}.tmp.weights.h5")
+        tmp.write_bytes(trained.weights)
+        os.replace(tmp, weights)
+    return store.save(run)
+
+
+def run_jobs(data, store: RunStore, jobs: list[Job], cfg: ReportConfig, model: ModelFunction | None = None,
+             log=print, verbose: int | str = 2, ahead: int = 0, live: str = "") -> None:
+    """Train every job and save each run as soon as it ends; side by side in worker processes with `--parallel`.
+
+    `ahead`: retrainings expected after these (the race's later rounds), counted in the time left;
+    `live`: how many arms race ("4 of 6 arms live"), said on every progress line.
+    """
+    from study import devices, parallel
+
+    started, n, done = time.monotonic(), len(jobs), [0]
+    workers = devices.side_by_side(cfg.parallel, n)
+    epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}"
+
+    def starting(i: int, job: tuple[Job]) -> None:
+        (job,) = job
+        for hp, seed in job.runs:
+            values = ", ".join(f"{k}={v}" for k, v in hp.items())
+            log(f"[{i}/{n}] {'retraining' if not job.label else job.label} seed {seed}, {epochs}"
+                f"{f', {live}' if live else ''}: {values}")
+
+    def finished(i: int, job: tuple[Job], results: list[Trained]) -> None:
+        done[0] += 1
+        # Per job as it ran, `workers` at a time: the first jobs side by side end together, so time per
+        # completion would count them k times over.
+        left = (time.monotonic() - started) * min(workers, done[0]) / done[0] * (n - done[0] + ahead) / workers
+        for trained in results:
+            path = keep(store, trained)
+            log(f"    {f'[{i}/{n}] ' if workers > 1 else ''}test accuracy {trained.run.test_accuracy:.4f} in "
+                f"{trained.run.seconds:.0f}s, saved as {path}" + time_left_text(left, n - done[0] + ahead, ahead, live))
+        if not results:
+            log(f"    {f'[{i}/{n}] ' if workers > 1 else ''}nothing to train: its saved runs pair on this machine")
+
+    if workers > 1:
+        log(f"retraining {workers} at a time, side by side (--parallel)")
+        # Every worker gets the data whole, the test images decoded: an encoded copy cannot be sent.
+        shared = dataclasses.replace(data, x_test=np.asarray(data.x_test))
+        parallel.run_side_by_side(_job_in_worker, [(job,) for job in jobs], workers, initializer=_start_worker,
+                                  initargs=(shared, cfg), started=starting, finished=finished)
+        return
+    for i, job in enumerate(jobs, 1):
+        starting(i, (job,))
+        finished(i, (job,), run_job(job, data, cfg, model, verbose))
+
+
+def time_left_text(seconds: float, runs_left: int, ahead: int, live: str) -> str:
+    """"; about 12 min left (at most 9 retrainings, 4 of 6 arms live)"; under a minute: "under a minute"; none: ""."""
+    if not seconds or runs_left <= 0:
+        return ""
+    when = f"about {seconds / 60:.0f} min left" if seconds >= 60 else "under a minute left"
+    detail = ", ".join(x for x in (f"at most {runs_left} retrainings" if ahead else "", live) if x)
+    return f"; {when}" + (f" ({detail})" if detail else "")
+
+
+_WORKER: dict[str, Any] = {}  # what a worker process of the side-by-side retrainings holds
+
+
+def _start_worker(data, cfg: ReportConfig) -> None:
+    from study.model import load_model_function
+
+    _WORKER.update(data=data, cfg=cfg, model=load_model_function(cfg.model) if cfg.model is not None else None)
+
+
+def _job_in_worker(job: Job) -> list[Trained]:
+    """A job, as `run_jobs` runs it in its own process; the command saves what it returns."""
+    return run_job(job, _WORKER["data"], _WORKER["cfg"], _WORKER["model"], verbose=0)
+
+
+def final_fit(data, store: RunStore, hyperparameters: dict[str, Any], cfg: ReportConfig, model: ModelFunction,
+              log=print, verbose: int | str = 2) -> None:
+    """The recommended configuration trained once on the training and validation images together.
+
+    For the report's epochs and first seed, with nothing held out: its test accuracy is not measured
+    (the report's numbers come from the runs trained on the training split). Saved as weights beside
+    the runs, so a rerun does not train it again.
+    """
+    from study.recipe import recipe
+    from study.training import Joined, fit
+
+    path = store.final_weights_path(hyperparameters, cfg.seed)
+    if path.exists():
+        log(f"final fit: already saved in {path}")
+        return
+    log(f"final fit: the recommended configuration on {len(data.y_train) + len(data.y_val)} training and "
+        f"validation images, {cfg.epochs} epochs, seed {cfg.seed}")
+    trained = initial_model(data.input_shape, data.num_classes, hyperparameters, cfg.seed, model)
+    # The two splits seen as one array, not copied: 0.15 GB of CIFAR-10 not duplicated.
+    x, y = Joined(data.x_train, data.x_val), np.concatenate([data.y_train, data.y_val])
+    how = recipe(hyperparameters, cfg.batch_size)
+    fit(trained, x, y, epochs=cfg.epochs, batch_size=how.batch_size, seed=cfg.seed, verbose=verbose,
+        augmentation=how.augmentation, schedule=how.schedule)
+    save_weights(trained, path)
