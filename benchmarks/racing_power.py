@@ -6,8 +6,9 @@ Each simulated report has the baseline and 7 challengers (8 arms, as `--candidat
 A run's quality is its arm's true gain + a seed effect shared by the arms (same initial weights and data
 order) + the run's own noise; its validation and test accuracies add their own sampling noise. The
 report's rules then decide, exactly as `study.report` does: `study.racing.race` spends the seeds,
-validation picks the challenger, and one paired t-test on test accuracy confirms it or not
-(`study.stats`). Printed per scenario: retrainings, and how often each rule recommends a challenger
+validation picks the challenger, and one paired t-test on the race's own test accuracies confirms it or
+not, as the report did before issue 31 (`study.stats`; its confirmation on fresh seeds:
+benchmarks/protocol_error.py). Printed per scenario: retrainings, and how often each rule recommends a challenger
 (a real one, where one arm is truly better). No training, no data: a few minutes on 2 cores.
 """
 from __future__ import annotations
@@ -51,9 +52,11 @@ def decide(runs: dict[str, dict[int, SimpleNamespace]], min_seeds: int) -> tuple
     state = racing.race(arms, lambda hp, s: runs[hp["arm"]][s], SEEDS, min_seeds, baseline="arm0")
     val = {n: np.mean([runs[n][s].final_val_accuracy for s in state.arms[n].seeds]) for n in runs if n != "arm0"}
     pick = stats.challenger(val, state.dropped)
+    if pick is None:  # every challenger dropped: nothing is left to beat the baseline
+        return sum(len(a.seeds) for a in state.arms.values()), "arm0"
     seeds = state.arms[pick].seeds
     c = stats.compare_paired_seeds({s: runs["arm0"][s].test for s in seeds}, {s: runs[pick][s].test for s in seeds})
-    recommended = pick if pick not in state.dropped and stats.beats_baseline(c) else "arm0"
+    recommended = pick if stats.beats_baseline(c) else "arm0"
     return sum(len(a.seeds) for a in state.arms.values()), recommended
 
 

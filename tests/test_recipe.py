@@ -253,6 +253,16 @@ def test_search_shows_them_resume_refuses_a_change_and_report_trains_each_its_wa
     assert ("learning_rate" in best[0]["history"]) == (best[0]["hyperparameters"].get("schedule") == "cosine")
     baseline = [r for r in runs if r["hyperparameters"] == BASELINE.hyperparameters()]
     assert len(baseline) == 1  # the baseline's recipe is not named, and trained once
+    # Every arm's table row states the values it trained with: the baseline's batch 64 and no augmentation, not
+    # blanks or NaN, and batch sizes as integers.
+    for table in ("final_comparison", "runs"):
+        frame = pd.read_csv(out / "tables" / f"{table}.csv").set_index("configuration")
+        assert frame.loc[["baseline"], "batch_size"].tolist() == [64] and frame["batch_size"].dtype.kind == "i"
+        assert frame.loc[["baseline"], "augmentation"].tolist() == ["none"]
+    text = (out / "report.md").read_text()
+    final = text.split("## Final comparison")[1].split("## Confirmation")[0]
+    assert "nan" not in final.lower() and "batch_size=64" in final and ".0000" not in final
+    assert "1 trials" not in text and "about 0 min" not in capsys.readouterr().out
 
 
 def test_a_best_trial_with_the_notebooks_recipe_is_the_baseline_arm(tmp_path):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from study import report, retrain
-from fakes import crafted
+from fakes import crafted, refused
 
 RUNNER = Path(__file__).with_name("crash_runner.py")
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,3 +156,57 @@ def test_bad_racing_flags_are_one_line_and_exit_2(tmp_path, capsys, extra, messa
     assert report.main(["--directory", str(tmp_path / "searches"), "--output", str(tmp_path / "out"), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def _searched(directory: Path, name: str, seed: int) -> None:
+    from study.config import SearchConfig
+
+    folder = directory / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({**SearchConfig(seed=seed).to_dict(), "class_names": ["a"]}))
+
+
+def test_the_race_starts_past_every_search_seed_and_a_seed_that_would_repeat_a_trial_is_refused(tmp_path, capsys):
+    searches = tmp_path / "searches"
+    _searched(searches, "grid", 1)
+    _searched(searches, "bayesian", 4)
+    cfg, _ = report.resolve_config(report.build_parser().parse_args(["--directory", str(searches)]),
+                                   report.find_searches(searches))
+    assert (cfg.seed, list(cfg.race_seeds), list(cfg.confirmation_seeds)) == (5, [5, 6, 7, 8, 9], [10, 11, 12, 13, 14])
+    argv = ["--directory", str(searches), "--output", str(tmp_path / "out")]
+    err = refused(capsys, report.main, [*argv, "--seed", "2"], "--seed 2", "seeds 2-11 include seed 4",
+                  "search bayesian", "use --seed 5")
+    assert not (tmp_path / "out").exists() and err.startswith("python -m study.report: error: ")
+    refused(capsys, report.main, [*argv, "--seed", "1", "--seeds", "2", "--confirm-seeds", "0"], "include seed 1",
+            "search grid")
+    # Past the confirmation's last seed or from the default on: accepted.
+    for seed in ("5", "15"):
+        report.resolve_config(report.build_parser().parse_args([*argv, "--seed", seed]), report.find_searches(searches))
+    refused(capsys, report.main, [*argv, "--confirm-seeds", "-1"], "--confirm-seeds must be >= 0")
+    refused(capsys, report.main, [*argv, "--reuse", str(tmp_path / "nowhere")], "--reuse", "no report folder there")
+
+
+def test_runs_reused_from_another_report_are_copied_listed_and_not_counted(tiny_data, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(retrain, "retrain", _retrain(calls))
+    first = _argv(tiny_data, tmp_path, "first", "--seeds", "2", "--confirm-seeds", "0")
+    assert report.main(first) == 0 and len(calls) == 6
+    calls.clear()
+    # Another report of the same settings (here: more seeds) reuses the first one's runs instead of training them.
+    second = [*_argv(tiny_data, tmp_path, "second", "--seeds", "3", "--min-seeds", "3", "--confirm-seeds", "0"),
+              "--reuse", str(tmp_path / "first")]
+    assert report.main(second) == 0
+    assert sorted(calls) == [("adam", 3), ("rmsprop", 3), ("sgd", 3)]  # only seed 3 is new
+    copied = [json.loads(p.read_text()) for p in (tmp_path / "second" / "runs").glob("seed[12]-*.json")]
+    assert len(copied) == 6 and {r["reused_from"] for r in copied} == {str(tmp_path / "first")}
+    assert all(r["environment"]["cpu"] for r in copied)  # their machine and date are theirs, kept
+    metrics = json.loads((tmp_path / "second" / "metrics.json").read_text())
+    provenance = metrics["provenance"]
+    assert provenance["retrainings"] == 3 and provenance["training_seconds"] == pytest.approx(3.0)
+    assert provenance["reused"][0]["from"] == str(tmp_path / "first") and provenance["reused"][0]["runs"] == 6
+    text = (tmp_path / "second" / "report.md").read_text().split("## Provenance")[1]
+    assert "| 3 retrainings of 1 epoch " in text and f"reused from `{tmp_path / 'first'}` (--reuse)" in text
+    assert "6 retrainings, on Intel" in text or "6 retrainings, on " in text
+    # Rerun: nothing trained, nothing copied twice.
+    calls.clear()
+    assert report.main(second) == 0 and calls == []
