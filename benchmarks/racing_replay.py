@@ -12,8 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
-from study import racing, report
-from study.config import BASELINE, ReportConfig
+from study import arms as arms_lib
+from study import report
+from study.config import BASELINE, ReportConfig, config_key
 from study.records import RunStore, find_searches
 
 
@@ -24,20 +25,22 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--min-seeds", type=int, default=2)
     p.add_argument("--candidates", type=int)
+    p.add_argument("--seed", type=int, help="the race's first seed (default: past every search's, as the report)")
     args = p.parse_args()
     searches = find_searches(Path(args.directory))
     first = json.loads(next(Path(args.runs).glob("seed*-*.json")).read_text())
     settings = first["settings"]  # the report's own: data, epochs, batch size, backend, model
     store = RunStore(Path(args.runs), settings)
-    arms = report.plan(searches, BASELINE.hyperparameters(), settings["batch_size"], args.candidates)
-    cfg = ReportConfig(seeds=args.seeds, min_seeds=args.min_seeds, seed=searches[0].config.seed if searches else 1)
-    state = report.race(store, arms, cfg)
-    fixed = report.race(store, arms, ReportConfig(seeds=args.seeds, min_seeds=args.seeds, seed=cfg.seed))
+    arms = arms_lib.plan(searches, BASELINE.hyperparameters(), settings["batch_size"], args.candidates)
+    seed = report.first_seed(args.seed, searches, args.seeds, 0)
+    cfg = ReportConfig(seeds=args.seeds, min_seeds=args.min_seeds, seed=seed)
+    state = arms_lib.race(store, arms, cfg)
+    fixed = arms_lib.race(store, arms, ReportConfig(seeds=args.seeds, min_seeds=args.seeds, seed=cfg.seed))
     if state.todo or fixed.todo:
         raise SystemExit(f"runs missing in {args.runs}: the race wants {state.todo or fixed.todo}")
-    used = {json.dumps([arms[n], s], sort_keys=True): store.load(arms[n], s)
+    used = {config_key([arms[n], s]): store.load(arms[n], s)
             for n, a in state.arms.items() for s in a.seeds}
-    every = {json.dumps([arms[n], s], sort_keys=True): store.load(arms[n], s)
+    every = {config_key([arms[n], s]): store.load(arms[n], s)
              for n, a in fixed.arms.items() for s in a.seeds}
     for name, arm in state.arms.items():
         print(f"{name:40s} seeds {list(arm.seeds)}" + (f"  dropped after {arm.dropped_after} ({arm.dropped_because})"

@@ -29,7 +29,6 @@ from study import runtime
 from study.config import DataConfig, StudyError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -75,7 +74,7 @@ class Dataset:
         """The first training image of each of the first `n` classes, with its label: what a report shows."""
         if self.x_train is None:
             return self.samples
-        picks = [int(np.flatnonzero(self.y_train == label)[0]) for label in np.unique(self.y_train)[:n]]
+        picks = first_of_each_class(self.y_train, n)
         return self.x_train[picks], self.y_train[picks]
 
     def without_training_images(self) -> Dataset:
@@ -175,10 +174,15 @@ def load_dataset(cfg: DataConfig, *, keep_test: bool | str = True, keep_train: b
     return data
 
 
+def first_of_each_class(labels: np.ndarray, n: int = 5) -> list[int]:
+    """The index of the first image of each of the first `n` classes present: the sample images a report shows."""
+    return [int(np.flatnonzero(labels == label)[0]) for label in np.unique(labels)[:n]]
+
+
 def _samples(train: _Pool, fit_idx: np.ndarray, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """What `Dataset.sample_images` shows, decoding only those images."""
     labels = train.labels[fit_idx]
-    picks = [int(np.flatnonzero(labels == label)[0]) for label in np.unique(labels)[:n]]
+    picks = first_of_each_class(labels, n)
     return train.take(fit_idx[picks]), labels[picks]
 
 

@@ -8,7 +8,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-SAME = "same configuration"  # an arm with the baseline's configuration: no comparison
+SAME_CONFIGURATION = "same configuration"  # an arm with the baseline's configuration: no comparison
 
 
 def pct(x: float | None) -> str:
@@ -57,8 +57,8 @@ def interval_text(s: dict[str, Any]) -> str:
 
 def diff_text(row: dict[str, Any]) -> str:
     """"+1.2 pts (−0.3 to +2.7)": a paired difference and its 95% interval; empty for the baseline itself."""
-    if row.get("verdict") == SAME:
-        return SAME
+    if row.get("verdict") == SAME_CONFIGURATION:
+        return SAME_CONFIGURATION
     if not row.get("test"):
         return ""
     if not _finite(row.get("diff_ci_low")):

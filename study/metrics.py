@@ -12,7 +12,7 @@ import numpy as np
 
 from study import racing, stats
 from study.config import BASELINE, OPTIMIZER_COMPARISON, TRAINING_HYPERPARAMETERS, ReportConfig, config_key
-from study.formats import SAME
+from study.formats import SAME_CONFIGURATION
 from study.recipe import recipe
 from study.records import Run, Search
 
@@ -54,7 +54,7 @@ def comparison_columns(c: stats.Comparison | None, same: bool = False) -> dict[s
     """The comparison as table columns; `same`: an arm with the baseline's configuration, no comparison (null)."""
     if c is None and same:
         return {"test": None, "p_value": None, "p_holm": None, "diff_vs_baseline": None, "diff_ci_low": None,
-                "diff_ci_high": None, "better": None, "pairs": None, "verdict": SAME}
+                "diff_ci_high": None, "better": None, "pairs": None, "verdict": SAME_CONFIGURATION}
     if c is None:  # the baseline itself
         return {"test": "", "p_value": math.nan, "p_holm": math.nan, "diff_vs_baseline": 0.0,
                 "diff_ci_low": math.nan, "diff_ci_high": math.nan, "better": 0, "pairs": 0, "verdict": ""}

@@ -21,8 +21,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patheffects import withStroke
 from matplotlib.ticker import PercentFormatter
 
+from study.results import completed
+
 if TYPE_CHECKING:  # annotations only: plots take plain data and need nothing else from results at run time
-    from study.results import Importance, ParallelCoordinates
+    from study.insights import Importance, ParallelCoordinates
 
 OPTIMIZER_COLORS = {"adam": "tab:blue", "sgd": "tab:orange", "rmsprop": "tab:green"}
 SPLIT_COLORS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
@@ -47,9 +49,9 @@ def _show_image(ax: Axes, image: np.ndarray) -> None:
 
 def sample_images(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *, n: int = 5) -> Figure:
     """The first image of each of the first `n` classes present, titled with its class name."""
-    picks = []
-    for label in np.unique(labels)[:n]:
-        picks.append(int(np.flatnonzero(labels == label)[0]))
+    from study.data import first_of_each_class
+
+    picks = first_of_each_class(labels, n)
     fig = Figure(figsize=(2.0 * max(len(picks), 1), 2.4), layout="constrained")
     for i, index in enumerate(picks):
         ax = fig.add_subplot(1, len(picks), i + 1)
@@ -177,7 +179,7 @@ def best_so_far(curves: Mapping[str, pd.DataFrame]) -> Figure:
 def accuracy_vs_learning_rate(trials: pd.DataFrame, *, title: str = "", ax: Axes | None = None) -> Figure:
     """Validation accuracy of completed trials against learning rate (log scale), one series per optimizer."""
     fig, ax = _axes(ax, (7, 4))
-    done = trials[trials["status"] == "COMPLETED"]
+    done = completed(trials)
     for optimizer, group in done.groupby("optimizer", sort=True):
         group = group.sort_values("learning_rate")
         ax.plot(group["learning_rate"], group["val_accuracy"], marker="o", linestyle=":",
@@ -197,7 +199,7 @@ def accuracy_vs_learning_rate(trials: pd.DataFrame, *, title: str = "", ax: Axes
 def dropout_effect(trials: pd.DataFrame, *, title: str = "") -> Figure:
     """Validation accuracy against each dropout rate, one panel per dropout layer, coloured by optimizer."""
     fig = Figure(figsize=(12, 3.8), layout="constrained")
-    done = trials[trials["status"] == "COMPLETED"]
+    done = completed(trials)
     axes = [fig.add_subplot(1, 3, 1)]
     axes += [fig.add_subplot(1, 3, i, sharey=axes[0]) for i in (2, 3)]
     limits = _dropout_limits(done[[f"dropout_{i}" for i in (1, 2, 3)]])
@@ -262,7 +264,7 @@ _OUTLINE = [withStroke(linewidth=4.5, foreground="black")]  # the best trial's l
 
 
 def importance(result: Importance, *, title: str = "") -> Figure:
-    """Horizontal bars of `study.results.hyperparameter_importance`, largest on top, the std over shuffles as
+    """Horizontal bars of `study.insights.hyperparameter_importance`, largest on top, the std over shuffles as
     error bars; the figure says how many trials it rests on and that it is a hint, not a measurement."""
     table = result.importances
     fig, ax = _axes(None, (8, 1.9 + 0.42 * max(len(table), 3)))
@@ -297,7 +299,7 @@ def importance(result: Importance, *, title: str = "") -> Figure:
 
 
 def learning_curves(curves: pd.DataFrame, *, best_trial_id: str | None = None, title: str = "") -> Figure:
-    """Validation accuracy per epoch, one line per trial, coloured by optimizer (`study.results.learning_curves`).
+    """Validation accuracy per epoch, one line per trial, coloured by optimizer (`study.insights.learning_curves`).
 
     A Hyperband round starts from the last point of the round it continues, so a configuration reads as one
     line; an early-stopped trial ends where it stopped. The best trial's line (with the rounds leading to it)
@@ -358,7 +360,7 @@ def _chain(trial_id: str | None, curves: pd.DataFrame) -> set[str]:
 
 def parallel_coordinates(data: ParallelCoordinates, *, title: str = "") -> Figure:
     """One vertical axis per hyperparameter that varied, then validation accuracy; one line per completed trial,
-    coloured by its score (`study.results.parallel_coordinates`). The best trial is drawn last and thickest."""
+    coloured by its score (`study.insights.parallel_coordinates`). The best trial is drawn last and thickest."""
     names = [axis.name for axis in data.axes]
     fig, ax = _axes(None, (max(7.0, 1.6 * len(names) + 1.5), 4.8))
     fig.suptitle(f"{title or 'Parallel coordinates'} ({len(data.scores)} completed trials)")

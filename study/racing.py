@@ -14,13 +14,13 @@ The statistics are `study.stats`'s; the test set plays no part (the validation s
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from study import stats
+from study.config import config_key
 
 WORSE = "worse than the leader"  # on validation, beyond the noise: it can be neither the challenger nor better
 CANNOT_BEAT = "cannot beat the baseline"  # beyond the noise, even with every seed: more seeds change no answer
@@ -43,14 +43,14 @@ def candidates(searches: Sequence[Any], n: int, taken: Sequence[dict[str, Any]],
             entry = found.setdefault(key, {"hp": hp, "score": score, "order": (order, rank), "names": []})
             entry["names"].append(f"{s.name} {'best' if rank == 1 else f'#{rank}'}")
             entry["score"] = max(entry["score"], score)
-    taken_keys = {json.dumps(hp, sort_keys=True) for hp in taken}
+    taken_keys = {config_key(hp) for hp in taken}
     field = sorted((e for k, e in found.items() if k not in taken_keys), key=lambda e: (-e["score"], e["order"]))
     return {" = ".join(e["names"]): e["hp"] for e in field[:n]}
 
 
 def search_score(hyperparameters: dict[str, Any], searches: Sequence[Any], batch_size: int) -> float:
     """The best search validation accuracy of this configuration in any of the searches; NaN if none tried it."""
-    key = json.dumps(hyperparameters, sort_keys=True)
+    key = config_key(hyperparameters)
     scores = [best[key][0] for best in (_best_scores(s, batch_size) for s in searches) if key in best]
     return max(scores, default=math.nan)
 
@@ -62,12 +62,12 @@ def _best_scores(search: Any, batch_size: int) -> dict[str, tuple[float, dict[st
     from study.recipe import canonical
 
     trials = search.trials
-    done = trials[(trials["status"] == "COMPLETED") & trials["val_accuracy"].notna()]
+    done = results.completed(trials)
     done = done.sort_values("trial_id", key=lambda ids: ids.map(results.run_order), kind="stable")
     best: dict[str, tuple[float, dict[str, Any]]] = {}
     for _, trial in done.iterrows():
         hp = canonical(results.trial_hyperparameters(trial, trials), batch_size)
-        key, score = json.dumps(hp, sort_keys=True), float(trial["val_accuracy"])
+        key, score = config_key(hp), float(trial["val_accuracy"])
         if key not in best or score > best[key][0]:
             best[key] = (score, hp)
     return best
@@ -161,7 +161,7 @@ def _remembered(saved: Saved) -> Saved:
     known: dict[str, Any] = {}
 
     def load(hyperparameters: dict[str, Any], seed: int) -> Any:
-        key = json.dumps([hyperparameters, seed], sort_keys=True)
+        key = config_key([hyperparameters, seed])
         if key not in known:
             known[key] = saved(hyperparameters, seed)
         return known[key]
@@ -171,7 +171,7 @@ def _remembered(saved: Saved) -> Saved:
 
 def _distinct(jobs: list[tuple[dict[str, Any], int]]) -> list[tuple[dict[str, Any], int]]:
     """Each (hyperparameters, seed) once: two arms with one configuration share its runs."""
-    return list({json.dumps(job, sort_keys=True): job for job in jobs}.values())
+    return list({config_key(job): job for job in jobs}.values())
 
 
 def _state(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int], r: int,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from study import results, storage
-from study.config import SearchConfig, StudyError
+from study.config import SearchConfig, StudyError, config_key
 
 RUNS_FOLDER = "runs"  # inside the report folder: <output>/runs/seed<k>-<key>.json (and .weights.h5)
 MODELS_FOLDER = "models"  # inside the report folder: the model files exported from the saved weights
@@ -135,7 +135,7 @@ class Run:
 
 def run_key(hyperparameters: dict[str, Any], seed: int, settings: dict[str, Any]) -> str:
     """What makes two runs the same run: equal keys are never trained twice."""
-    text = json.dumps({"hyperparameters": hyperparameters, "seed": seed, "settings": settings}, sort_keys=True)
+    text = config_key({"hyperparameters": hyperparameters, "seed": seed, "settings": settings})
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -219,14 +219,14 @@ class RunStore:
 
     def other_settings(self, jobs: list[tuple[dict[str, Any], int]]) -> dict[str, int]:
         """{setting: saved runs} of saved runs of these jobs (same hyperparameters and seed) with other settings."""
-        wanted = {json.dumps([hp, seed], sort_keys=True) for hp, seed in jobs}
+        wanted = {config_key([hp, seed]) for hp, seed in jobs}
         differing: dict[str, int] = {}
         for path in sorted(self.folder.glob("seed*-*.json")):
             try:
                 saved = storage.read_json(path)
             except (OSError, ValueError):
                 continue
-            same_job = json.dumps([saved.get("hyperparameters"), saved.get("seed")], sort_keys=True) in wanted
+            same_job = config_key([saved.get("hyperparameters"), saved.get("seed")]) in wanted
             theirs = saved.get("settings", {})
             if same_job and theirs != self.settings:
                 for name in sorted(set(theirs) | set(self.settings)):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from study import plots, results
+from study import insights, plots, results
 from study.formats import count, duration_text, epochs_text, pct
 from study.records import Search
 
@@ -56,9 +56,9 @@ def search_section(s: Search, out) -> str:
         md.append("No trial completed: nothing to retrain.")
         return "\n\n".join(md)
     best = str(s.best["trial_id"])
-    curves = plots.learning_curves(results.learning_curves(s.folder, s.trials), best_trial_id=best,
+    curves = plots.learning_curves(insights.learning_curves(s.folder, s.trials), best_trial_id=best,
                                    title=f"{s.name}: validation accuracy of every trial")
-    parallel = plots.parallel_coordinates(results.parallel_coordinates(s.trials), title=f"{s.name}: every trial")
+    parallel = plots.parallel_coordinates(insights.parallel_coordinates(s.trials), title=f"{s.name}: every trial")
     lr = plots.accuracy_vs_learning_rate(s.trials, title=f"{s.name}: validation accuracy against learning rate")
     md += [
         f"Best by validation accuracy: trial {best} ({pct(s.best['val_accuracy'])}).",
@@ -76,7 +76,7 @@ def search_section(s: Search, out) -> str:
 def importance_text(s: Search, slug: str, out) -> str:
     """Which hyperparameters mattered, when the search has enough completed trials and its forest explains some
     of their scores (out-of-bag R² above 0: otherwise its ranking is noise, and only that is said)."""
-    result = results.hyperparameter_importance(s.trials)
+    result = insights.hyperparameter_importance(s.trials)
     if result.importances.empty:
         return (f"Hyperparameter importance needs at least {result.needed} completed trials with more than one "
                 f"value of a hyperparameter; this search has {result.n_trials}: not computed.")

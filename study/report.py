@@ -15,18 +15,17 @@ import shlex
 import shutil
 import sys
 import tempfile
-import warnings as pywarnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
-from study import confirm, devices, locks, racing, results, retrain, runtime, stats
+from study import arms as arms_lib
+from study import cli, devices, export, locks, racing, retrain, runtime, stats
 from study.config import (
-    BASELINE, OPTIMIZER_COMPARISON, DataConfig, ReportConfig, StudyError, config_key, model_identity,
+    BASELINE, DataConfig, ReportConfig, StudyError, config_key, model_identity,
 )
-from study.records import MODELS_FOLDER, RUNS_FOLDER, Run, RunStore, Search, find_searches
-from study.search import Parser, add_data_arguments
+from study.records import MODELS_FOLDER, RUNS_FOLDER, RunStore, Search, find_searches
 
 if TYPE_CHECKING:
     from study.model import ModelFunction
@@ -37,7 +36,7 @@ _DATA_FLAGS = ("data_dir", "subset", "image_size", "channels", "split_seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--directory", help=f"where the searches are, one project folder each (default: "
                    f"{DEFAULT_DIRECTORY}; when that folder is absent or holds no search, the report compares the "
                    "baseline with SGD and RMSprop only)")
@@ -74,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse", action="append", default=[], metavar="REPORT", help="reuse the saved runs of another "
                    "report folder where they have this report's settings, instead of training them (copied into "
                    "runs/, listed as reused, their compute not counted as this report's; repeatable)")
-    add_data_arguments(p, searched="the data recorded in the config.json of the first search under --directory, "
+    cli.add_data_arguments(p, searched="the data recorded in the config.json of the first search under --directory, "
                        "project folders in alphabetical order (all of a report's searches normally share it); "
                        "without searches, the search's defaults (CIFAR-10 via keras.datasets, 32x32, 3 channels, "
                        f"split seed {BASELINE.split_seed})")
@@ -106,7 +105,7 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
         if not (Path(other) / RUNS_FOLDER).is_dir():
             raise StudyError(f"--reuse {other}: no report folder there (no {RUNS_FOLDER}/ inside)")
     warnings = []
-    distinct = {json.dumps(dataclasses.asdict(s.config.data), sort_keys=True): s.name for s in searches}
+    distinct = {config_key(dataclasses.asdict(s.config.data)): s.name for s in searches}
     if len(distinct) > 1:
         warnings.append(
             f"the searches used different data ({', '.join(s.name for s in searches)}): their validation "
@@ -219,70 +218,6 @@ def _changed(cfg: ReportConfig, output: Path) -> list[str]:
     return [name.replace("_", " ") for name in cfg.differences(old)]
 
 
-# --- what to train ---------------------------------------------------------------------------------
-
-def plan(searches: list[Search], baseline: dict[str, Any], batch_size: int = BASELINE.batch_size,
-         candidates: int | None = None) -> dict[str, dict[str, Any]]:
-    """{arm name: hyperparameters}: the baseline (Adam), SGD, RMSprop and each search's best trial.
-
-    Training hyperparameters at the value a configuration naming none trains with (the notebook's, the
-    report's batch size) are left out (study.recipe.canonical): the same configuration is one arm's runs.
-    Searches whose bests are the same configuration share one arm, named after all of them ("grid best =
-    bayesian best"), as does a search's best with the SGD or RMSprop arm ("sgd = grid best"); a search's best
-    that is the baseline's configuration stays an arm of its own, shown as such.
-    `candidates`: the N best distinct configurations of all the searches instead (study.racing.candidates).
-    """
-    from study.recipe import canonical
-
-    baseline = canonical(baseline, batch_size)
-    arms = {"baseline": baseline}
-    for optimizer, lr in OPTIMIZER_COMPARISON.items():
-        if optimizer != BASELINE.optimizer:
-            arms[optimizer] = {**baseline, "optimizer": optimizer, "learning_rate": lr}
-    if candidates is not None:
-        return {**arms, **racing.candidates(searches, candidates, list(arms.values()), batch_size)}
-    named: dict[str, tuple[list[str], dict[str, Any]]] = {}  # one arm per distinct configuration
-    for name, hp in arms.items():
-        if name != "baseline":
-            named[config_key(hp)] = ([name], hp)
-    for s in searches:
-        if s.best is not None:
-            hp = canonical(results.trial_hyperparameters(s.best, s.trials), batch_size)
-            named.setdefault(config_key(hp), ([], hp))[0].append(f"{s.name} best")
-    return {"baseline": baseline, **{" = ".join(names): hp for names, hp in named.values()}}
-
-
-def jobs(arms: dict[str, dict[str, Any]], cfg: ReportConfig) -> list[tuple[dict[str, Any], int]]:
-    """Every distinct (hyperparameters, seed) of a race run to its end, in arm order then seed."""
-    return list({config_key([hp, seed]): (hp, seed) for hp in arms.values() for seed in cfg.race_seeds}.values())
-
-
-def race(store: RunStore, arms: dict[str, dict[str, Any]], cfg: ReportConfig, n_test: int | None = None) -> racing.Race:
-    """Where the race stands, replayed from the saved runs (study.racing): the same decisions after any crash."""
-    return racing.race(arms, lambda hp, seed: store.load(hp, seed, n_test), cfg.race_seeds, cfg.min_seeds)
-
-
-def raced_runs(store: RunStore, arms: dict[str, dict[str, Any]], state: racing.Race) -> dict[str, list[Run]]:
-    """Each arm's saved run of every seed it ran in the race, in seed order."""
-    return {name: [store.load(arms[name], s) for s in state.arms[name].seeds] for name in arms}
-
-
-def confirmation_jobs(store: RunStore, arms: dict[str, dict[str, Any]], state: racing.Race, cfg: ReportConfig,
-                      n_test: int | None = None) -> list[retrain.Job]:
-    """The confirmation's pairs still to train, once the race is over and has a challenger; else none."""
-    challenger = _challenger(store, arms, state)
-    if state.todo or challenger is None or not cfg.confirm_seeds:
-        return []
-    return confirm.pairs(store, arms["baseline"], arms[challenger], cfg.confirmation_seeds, n_test)[0]
-
-
-def _challenger(store: RunStore, arms: dict[str, dict[str, Any]], state: racing.Race) -> str | None:
-    """The arm the finished race picks by validation (study.stats.pick); None while it runs or if none is left."""
-    if state.todo:
-        return None
-    return stats.pick(raced_runs(store, arms, state), dropped=state.dropped)
-
-
 # --- training and the answer -------------------------------------------------------------------------
 
 def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=print, verbose: int | str = 2,
@@ -301,24 +236,22 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
         log(f"warning: {w}")
     output = Path(cfg.output)
     store = RunStore(output / RUNS_FOLDER, cfg.settings(cfg.backend), tuple(Path(r) / RUNS_FOLDER for r in cfg.reuse))
-    arms = plan(searches, _baseline(model, data), cfg.batch_size, cfg.candidates)
+    arms = arms_lib.plan(searches, _baseline(model, data), cfg.batch_size, cfg.candidates)
     n_test = len(data.y_test)
-    state = race(store, arms, cfg, n_test)
-    pairs = confirmation_jobs(store, arms, state, cfg, n_test)
-    _say_what_is_saved(store, jobs(arms, cfg), state, pairs, cfg, log)
+    state = arms_lib.race(store, arms, cfg, n_test)
+    pairs = arms_lib.confirmation_jobs(store, arms, state, cfg, n_test)
+    _say_what_is_saved(store, arms_lib.jobs(arms, cfg), state, pairs, cfg, log)
     if state.todo or pairs or cfg.final_fit:
         data = None  # its encoded test images are not held twice while training
         data, model = _train(cfg, store, arms, model, log, verbose)
-        state = race(store, arms, cfg, n_test)
-    runs = raced_runs(store, arms, state)
-    challenger = _challenger(store, arms, state)
-    confirmation = (confirm.runs(store, arms["baseline"], arms[challenger], cfg.confirmation_seeds, n_test)
-                    if challenger is not None and cfg.confirm_seeds else None)
+        state = arms_lib.race(store, arms, cfg, n_test)
+    runs = arms_lib.raced_runs(store, arms, state)
+    confirmation = arms_lib.confirmation(store, arms, state, cfg, n_test)
     analysis = stats.analyse(runs, data.y_test, dropped=state.dropped, confirmation=confirmation)
-    models = models_to_export(runs, analysis, store, cfg, confirmation)
+    models = export.models_to_export(runs, analysis, store, cfg, confirmation)
     invocation = {"command": command}
     _write(output, cfg, data, searches, runs, analysis, warnings, invocation,
-           lambda folder: export_models(folder, models, model, data.input_shape, data.num_classes,
+           lambda folder: export.export_models(folder, models, model, data.input_shape, data.num_classes,
                                         previous=output / MODELS_FOLDER), confirmation)
     log(f"report: {output / 'report.md'}")
     return output
@@ -336,7 +269,7 @@ def _train(cfg: ReportConfig, store: RunStore, arms: dict[str, dict[str, Any]], 
     data = load_dataset(cfg.data, keep_test="encoded")
     n_test = len(data.y_test)
     model = model or _load_model(cfg)
-    state = race(store, arms, cfg, n_test)
+    state = arms_lib.race(store, arms, cfg, n_test)
     while state.todo:
         log(f"round {state.round + 1} of {cfg.seeds} (seed {cfg.seed + state.round}): {state.live_text()}"
             + "".join(f"; {name} dropped after {a.dropped_after} seeds ({a.dropped_because})"
@@ -344,19 +277,18 @@ def _train(cfg: ReportConfig, store: RunStore, arms: dict[str, dict[str, Any]], 
         todo = [retrain.Job((job,)) for job in state.todo]
         retrain.run_jobs(data, store, todo, cfg, model=model, log=log, verbose=verbose,
                          ahead=state.left - len(state.todo) + 2 * cfg.confirm_seeds, live=state.live_text())
-        state = race(store, arms, cfg, n_test)
+        state = arms_lib.race(store, arms, cfg, n_test)
     _say_how_the_race_ended(state, cfg, log)
-    challenger = _challenger(store, arms, state)
-    pairs = confirmation_jobs(store, arms, state, cfg, n_test)
+    challenger = arms_lib.challenger(store, arms, state)
+    pairs = arms_lib.confirmation_jobs(store, arms, state, cfg, n_test)
     if pairs:
         seeds = cfg.confirmation_seeds
         log(f"confirmation: {challenger} and the baseline on seeds {seeds.start}-{seeds.stop - 1}, which no search "
             f"and no race trained ({len(pairs)} pairs to train, each on one machine)")
         retrain.run_jobs(data, store, pairs, cfg, model=model, log=log, verbose=verbose)
     if cfg.final_fit:
-        runs = raced_runs(store, arms, state)
-        confirmation = (confirm.runs(store, arms["baseline"], arms[challenger], cfg.confirmation_seeds, n_test)
-                        if challenger is not None and cfg.confirm_seeds else None)
+        runs = arms_lib.raced_runs(store, arms, state)
+        confirmation = arms_lib.confirmation(store, arms, state, cfg, n_test)
         recommended = stats.analyse(runs, data.y_test, dropped=state.dropped, confirmation=confirmation).recommended
         retrain.final_fit(data, store, arms[recommended], cfg, model, log, verbose)
     # The last model's graphs and input pipeline hold the training images: gone with the session. What
@@ -430,91 +362,6 @@ def _write(output: Path, cfg: ReportConfig, data, searches, runs, analysis, warn
         raise
 
 
-# --- the answer as model files ----------------------------------------------------------------------
-
-def models_to_export(runs: dict[str, list[Run]], analysis, store: RunStore, cfg: ReportConfig,
-                     confirmation: tuple[list[Run], list[Run]] | None = None) -> list[dict[str, Any]]:
-    """The model files the report can write: each seed of the recommendation and of the baseline (the race's and
-    the confirmation's), and the final fit.
-
-    Only runs whose weights are on disk (weights are never committed: a report re-rendered from a
-    fresh checkout lists none).
-    """
-    found = []
-    confirmed = dict(zip(["baseline", analysis.challenger], confirmation or ([], [])))
-    for arm in dict.fromkeys([analysis.recommended, "baseline"]):
-        for run in [*runs[arm], *confirmed.get(arm, [])]:
-            weights = store.weights_path(run.hyperparameters, run.seed)
-            if weights.exists():
-                found.append({"file": f"{arm.replace(' ', '_')}-seed{run.seed}.keras", "arm": arm, "seed": run.seed,
-                              "hyperparameters": run.hyperparameters, "test_accuracy": run.test_accuracy,
-                              "weights": weights})
-    recommended = runs[analysis.recommended][0].hyperparameters
-    final = store.final_weights_path(recommended, cfg.seed)
-    if cfg.final_fit and final.exists():
-        found.append({"file": "final.keras", "arm": f"{analysis.recommended} (final fit)", "seed": cfg.seed,
-                      "hyperparameters": recommended, "test_accuracy": None, "weights": final})
-    return found
-
-
-SOURCES = "sources.json"  # in the models folder: the weights file (path, size, time) each model file was made from
-
-
-def export_models(folder: Path, models: list[dict[str, Any]], model: ModelFunction | None,
-                  input_shape: tuple[int, ...], num_classes: int, previous: Path | None = None) -> list[dict[str, Any]]:
-    """Write each model as a `.keras` file that takes uint8 images as the data loader gives them.
-
-    The scaling to [0, 1] is the saved model's first layer, dividing by 255 exactly as training did.
-    A file that `previous` (the last report's models folder) already made from the same weights is
-    copied, not rebuilt: a report that only renders imports no TensorFlow.
-    """
-    if not models:
-        return []
-    folder.mkdir(parents=True)
-    made = _read_sources(previous)
-    sources = {}
-    for entry in models:
-        sources[entry["file"]] = _source(entry["weights"])
-        if made.get(entry["file"]) == sources[entry["file"]]:
-            shutil.copy2(previous / entry["file"], folder / entry["file"])
-        else:
-            _export_model(folder / entry["file"], entry, model, input_shape, num_classes)
-    (folder / SOURCES).write_text(json.dumps(sources, indent=1))
-    return [{k: v for k, v in e.items() if k != "weights"} for e in models]
-
-
-def _source(weights: Path) -> dict[str, Any]:
-    stat = weights.stat()
-    return {"weights": str(weights.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _read_sources(previous: Path | None) -> dict[str, Any]:
-    """What the last report's model files were made from; {} when unknown (no file, or unreadable: rebuilt)."""
-    try:
-        made = json.loads((previous / SOURCES).read_text())
-    except (TypeError, OSError, ValueError):
-        return {}
-    return {name: src for name, src in made.items() if (previous / name).is_file()} if isinstance(made, dict) else {}
-
-
-def _export_model(path: Path, entry: dict[str, Any], model: ModelFunction | None, input_shape: tuple[int, ...],
-                  num_classes: int) -> None:
-    import keras
-
-    from study.model import NOTEBOOK_CNN, build_uncompiled
-
-    # Not compiled: the file then loads without study (a label-smoothed loss is study's own class).
-    trained = build_uncompiled(input_shape, num_classes, entry["hyperparameters"], model or NOTEBOOK_CNN)
-    with pywarnings.catch_warnings():  # the weights' optimizer state: not part of the model file
-        pywarnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        trained.load_weights(entry["weights"])
-    inputs = keras.Input(shape=input_shape, dtype="uint8", name="images")
-    # Normalization with mean 0 and variance 255**2 divides by 255.0, as study.training.Batches does;
-    # Rescaling(1/255) would multiply, off by one float32 rounding for some pixels.
-    scaled = keras.layers.Normalization(mean=0.0, variance=255.0**2, name="scale_to_0_1")(inputs)
-    keras.Model(inputs, trained(scaled), name="study_model").save(path)
-
-
 def _swap(new: Path, output: Path) -> None:
     old = None
     if output.exists():
@@ -547,10 +394,9 @@ def settings_text(cfg: ReportConfig, searches: list[Search]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    runtime.configure()
-    runtime.quiet_tensorflow()  # imports nothing: --help and bad input stay fast
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def body() -> None:
         args = build_parser().parse_args(argv)
         searches = load_searches(args.directory)
         cfg, warnings = resolve_config(args, searches)
@@ -559,15 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = shlex.join([*PROG.split(), *argv])
         with locks.hold(Path(cfg.output), command, what="report"):  # one report, one process
             run(cfg, searches, warnings, log=lambda msg: print(msg, flush=True), command=command)
-    except StudyError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except KeyboardInterrupt:
-        print("\ninterrupted; finished retrainings are saved: rerun the same command to go on", file=sys.stderr)
-        return 130
-    return 0
+
+    return cli.command(PROG, body, "finished retrainings are saved: rerun the same command to go on")
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def run_jobs(data, store: RunStore, jobs: list[Job], cfg: ReportConfig, model: M
     `ahead`: retrainings expected after these (the race's later rounds), counted in the time left;
     `live`: how many arms race ("4 of 6 arms live"), said on every progress line.
     """
-    from study import devices, parallel
+    from study import devices, parallel, progress
 
     started, n, done = time.monotonic(), len(jobs), [0]
     workers = devices.side_by_side(cfg.parallel, n)
@@ -154,12 +154,13 @@ def run_jobs(data, store: RunStore, jobs: list[Job], cfg: ReportConfig, model: M
         # Per job as it ran, `workers` at a time: the first jobs side by side end together, so time per
         # completion would count them k times over.
         left = (time.monotonic() - started) * min(workers, done[0]) / done[0] * (n - done[0] + ahead) / workers
+        which = f"[{i}/{n}] " if workers > 1 else ""
         for trained in results:
             path = keep(store, trained)
-            log(f"    {f'[{i}/{n}] ' if workers > 1 else ''}test accuracy {trained.run.test_accuracy:.4f} in "
-                f"{trained.run.seconds:.0f}s, saved as {path}" + time_left_text(left, n - done[0] + ahead, ahead, live))
+            log(f"    {which}test accuracy {trained.run.test_accuracy:.4f} in {trained.run.seconds:.0f}s, saved as "
+                f"{path}" + progress.time_left_text(left, n - done[0] + ahead, ahead, live))
         if not results:
-            log(f"    {f'[{i}/{n}] ' if workers > 1 else ''}nothing to train: its saved runs pair on this machine")
+            log(f"    {which}nothing to train: its saved runs pair on this machine")
 
     if workers > 1:
         log(f"retraining {workers} at a time, side by side (--parallel)")
@@ -171,15 +172,6 @@ def run_jobs(data, store: RunStore, jobs: list[Job], cfg: ReportConfig, model: M
     for i, job in enumerate(jobs, 1):
         starting(i, (job,))
         finished(i, (job,), run_job(job, data, cfg, model, verbose))
-
-
-def time_left_text(seconds: float, runs_left: int, ahead: int, live: str) -> str:
-    """"; about 12 min left (at most 9 retrainings, 4 of 6 arms live)"; under a minute: "under a minute"; none: ""."""
-    if not seconds or runs_left <= 0:
-        return ""
-    when = f"about {seconds / 60:.0f} min left" if seconds >= 60 else "under a minute left"
-    detail = ", ".join(x for x in (f"at most {runs_left} retrainings" if ahead else "", live) if x)
-    return f"; {when}" + (f" ({detail})" if detail else "")
 
 
 _WORKER: dict[str, Any] = {}  # what a worker process of the side-by-side retrainings holds

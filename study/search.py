@@ -18,9 +18,9 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from study import locks, parallel, runtime, storage
+from study import cli, locks, parallel, runtime, storage
 from study.config import (
-    AUGMENTATIONS, BASELINE, OPTIMIZERS, SCHEDULES, TRAINING_HYPERPARAMETERS, TUNERS, DataConfig, SearchConfig,
+    BASELINE, OPTIMIZERS, TRAINING_HYPERPARAMETERS, TUNERS, SearchConfig,
     SearchSpace, StudyError, model_identity, validate_training,
 )
 
@@ -28,83 +28,9 @@ PROG = "python -m study.search"
 DEFAULT_ORACLE = "127.0.0.1:8000"
 
 
-class SearchStopped(Exception):
-    """The search cannot go on (too many failed trials in a row); exit status 1."""
-
-
-class ChildFailed(Exception):
-    """A process of a --parallel search failed (it said why); the command exits with its status."""
-
-    def __init__(self, status: int):
-        super().__init__(status)
-        self.status = status
-
-
-class Parser(argparse.ArgumentParser):
-    """An argument error becomes a StudyError: one line from main's handler, not the whole usage."""
-
-    def error(self, message: str):
-        raise StudyError(f"{message} (see --help)")
-
-
-def _list_of(kind, name: str):
-    def parse(text: str):
-        try:
-            values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a comma-separated list of numbers, got {text!r}")
-        if not values:
-            raise argparse.ArgumentTypeError(f"{name} must not be empty")
-        if len(set(values)) != len(values):
-            raise argparse.ArgumentTypeError(f"{name} lists a value twice: {text!r}")
-        return values
-
-    return parse
-
-
-def _image_size(text: str) -> tuple[int, int]:
-    try:
-        h, _, w = text.lower().partition("x")
-        size = (int(h), int(w or h))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--image-size must be HEIGHTxWIDTH or SIZE, got {text!r}")
-    return size
-
-
-def add_data_arguments(parser: argparse.ArgumentParser, searched: str | None = None) -> None:
-    """The data flags, shared with `study.report` so both read the same data the same way.
-
-    `searched`: where the defaults come from instead of the flags' own (the report's: its searches' data).
-    """
-    g = parser.add_argument_group("data", f"default: {searched}; a flag given changes that field only"
-                                  if searched else None)
-
-    def default(own: str) -> str:
-        return "" if searched else f" (default: {own})"
-
-    g.add_argument("--data-dir", metavar="PATH", help="image folders (train/<class>/*, test/<class>/* or <class>/*), "
-                   "as a directory or a .tar.gz/.tgz/.tar/.zip archive" + default("CIFAR-10 via keras.datasets"))
-    g.add_argument("--subset", type=int, metavar="N", help="use a stratified subset of N training images "
-                   "(and a proportional test subset) for quick runs" + default("every image"))
-    g.add_argument("--image-size", type=_image_size, default=(32, 32), metavar="HxW",
-                   help="images are resized to this" + default("32x32"))
-    g.add_argument("--channels", type=int, choices=(1, 3), default=3,
-                   help="1 (grayscale) or 3 (RGB)" + default("3"))
-    g.add_argument("--split-seed", type=int, default=BASELINE.split_seed,
-                   help="random_state of the stratified 80/20 train/validation split"
-                   + default(str(BASELINE.split_seed)))
-
-
-def data_config(args: argparse.Namespace) -> DataConfig:
-    return DataConfig(
-        data_dir=args.data_dir, subset=args.subset, image_size=tuple(args.image_size),
-        channels=args.channels, split_seed=args.split_seed,
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     grid, wide = SearchSpace.for_tuner("grid"), SearchSpace.for_tuner("bayesian")
-    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+    p = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                 epilog="Example: python -m study.search --tuner grid --data-dir ../shared/data/cifar10-jpeg.tar.gz "
                 "--subset 2000 --epochs 2")
     p.add_argument("--model", metavar="MODULE:FUNCTION", help="study your own model: a function "
@@ -129,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="delete the project and start over (default: resume it)")
     p.add_argument("--tensorboard", metavar="DIR", help="log every trial's per-epoch metrics and hyperparameters "
                    "for TensorBoard into DIR/<project-name>/<trial>/ (view: tensorboard --logdir DIR)")
-    add_data_arguments(p)
+    cli.add_data_arguments(p)
     d = p.add_argument_group(
         "distributed tuning",
         "Keras Tuner's chief/worker mode: --parallel K runs a chief and K workers on this machine by itself; "
@@ -151,38 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     def show(values):
         return ",".join(map(str, values))
 
-    s.add_argument("--optimizers", type=_list_of(str, "--optimizers"),
+    s.add_argument("--optimizers", type=cli.list_of(str, "--optimizers"),
                    help=f"from {', '.join(OPTIMIZERS)} (default: {show(grid.optimizers)})")
-    s.add_argument("--learning-rates", type=_list_of(float, "--learning-rates"),
+    s.add_argument("--learning-rates", type=cli.list_of(float, "--learning-rates"),
                    help=f"default: {show(grid.learning_rates)}; bayesian/hyperband: {show(wide.learning_rates)}")
     for i, name in enumerate(("dropout_1", "dropout_2", "dropout_3"), 1):
         where = ("after the first conv block", "after the second conv block", "after the dense layer")[i - 1]
-        s.add_argument(f"--dropout{i}", type=_list_of(float, f"--dropout{i}"),
+        s.add_argument(f"--dropout{i}", type=cli.list_of(float, f"--dropout{i}"),
                        help=f"{where} (default: {show(getattr(grid, name))}; "
                        f"bayesian/hyperband: {show(getattr(wide, name))})")
-    add_training_arguments(p)
+    cli.add_training_arguments(p)
     return p
-
-
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training hyperparameters' flags (study.recipe); without them a search does not vary them at all."""
-    t = parser.add_argument_group(
-        "training hyperparameters", "comma-separated lists, searched beside the others; not given: the notebook's "
-        "value, and no hyperparameter (a --model declares these names with hp.Choice instead)"
-    )
-    t.add_argument("--batch-sizes", type=_list_of(int, "--batch-sizes"), metavar="LIST",
-                   help=f"batch sizes, e.g. 32,64,128 (without it: --batch-size, default {BASELINE.batch_size})")
-    t.add_argument("--augmentations", type=_list_of(str, "--augmentations"), metavar="LIST",
-                   help=f"of the training images, from {', '.join(AUGMENTATIONS)} (flip: a random horizontal flip; "
-                   f"flip_translate: also a random shift of up to 4 pixels; default: {BASELINE.augmentation})")
-    t.add_argument("--schedules", type=_list_of(str, "--schedules"), metavar="LIST",
-                   help=f"learning rate over the epochs, from {', '.join(SCHEDULES)} (cosine: from the learning rate "
-                   f"to 0 over --epochs; default: {BASELINE.schedule})")
-    t.add_argument("--weight-decays", type=_list_of(float, "--weight-decays"), metavar="LIST",
-                   help="decoupled weight decay (Keras optimizers' weight_decay: each step takes learning rate x "
-                   f"weight decay of every weight, as AdamW), e.g. 0,0.01,0.1 (default: {BASELINE.weight_decay:g})")
-    t.add_argument("--label-smoothings", type=_list_of(float, "--label-smoothings"), metavar="LIST",
-                   help=f"label smoothing of the loss, in [0, 1), e.g. 0,0.1 (default: {BASELINE.label_smoothing:g})")
 
 
 def _training_space(args: argparse.Namespace) -> dict[str, tuple]:
@@ -222,18 +127,10 @@ def parse_config(argv: Sequence[str] | None = None) -> SearchConfig:
         overwrite=args.overwrite, role=args.role, oracle=args.oracle, worker_id=args.worker_id,
         parallel=args.parallel,
         tensorboard=args.tensorboard, model=model_identity(args.model), backend=runtime.keras_backend(),
-        data=data_config(args), space=space,
+        data=cli.data_config(args), space=space,
     )
     cfg.validate()
     return cfg
-
-
-def prepare_project(cfg: SearchConfig, log=print) -> bool:
-    """Check an existing project against `cfg` (deleting it with --overwrite); True when the search resumes it."""
-    if cfg.overwrite:
-        start_over(cfg, log)
-        return False
-    return check_project(cfg)
 
 
 def check_project(cfg: SearchConfig) -> bool:
@@ -329,7 +226,7 @@ def run(cfg: SearchConfig, log=print, command: str | None = None):
         # --overwrite is the chief's to carry out, once it has loaded the data.
         status = parallel_search.run(cfg, at_once, command or PROG, log)
         if status:
-            raise ChildFailed(status)
+            raise cli.CommandFailed(status)
         from study import results
 
         return results.trials_frame(cfg.project_dir)
@@ -454,7 +351,7 @@ def _announce(cfg: SearchConfig, role: str | None, tuner, resuming: bool, log) -
 
 
 def _search(tuner, data, cfg: SearchConfig) -> None:
-    """tuner.search without the warnings a user can do nothing about; SearchStopped after too many failures."""
+    """tuner.search without the warnings a user can do nothing about; CommandFailed after too many failures."""
     from sklearn.exceptions import ConvergenceWarning
 
     from study.tuners import TensorBoard
@@ -475,12 +372,11 @@ def _search(tuner, data, cfg: SearchConfig) -> None:
         if "consecutive failures" not in str(e):
             raise
         trials = cfg.project_dir / "trials.csv"
-        raise SearchStopped(f"{str(e).splitlines()[0]}; see the error column of {trials}") from None
+        reason = str(e).splitlines()[0]
+        raise cli.CommandFailed(1, f"search stopped: {reason}; see the error column of {trials}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    runtime.configure()
-    runtime.quiet_tensorflow()  # imports nothing: --help and bad input stay fast
     argv = list(sys.argv[1:] if argv is None else argv)
     child = locks.HELD_BY_PARENT in os.environ  # started by a --parallel search, as its chief or a worker
     if child:
@@ -490,25 +386,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if not locks.held_by_parent():  # the command died before this process could follow it
             return 1
-    try:
+
+    def body() -> None:
         cfg = parse_config(argv)
         print(f"configuration: {json.dumps(cfg.to_dict())}", flush=True)
         run(cfg, log=lambda msg: print(msg, flush=True), command=shlex.join([*PROG.split(), *argv]))
-    except StudyError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except SearchStopped as e:
-        print(f"{PROG}: search stopped: {e}", file=sys.stderr)
-        return 1
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except ChildFailed as e:
-        return e.status
-    except KeyboardInterrupt:
-        if not child:  # the command says it, once
-            print("\ninterrupted; rerun the same command to resume (completed trials are kept)", file=sys.stderr)
-        return 130
-    return 0
+
+    # A child's Ctrl-C is the command's to announce, once.
+    return cli.command(PROG, body, None if child else "rerun the same command to resume (completed trials are kept)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ the differences of test accuracy), per test image with one seed (McNemar's exact
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -15,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from study.config import config_key
+
 ALPHA = 0.05  # not 1 - 0.95, which is 0.05000000000000004: p = 0.05 would count as beyond the noise
 CONFIDENCE = 0.95
-SAME = 1e-9  # accuracies this close are equal: float rounding, far below one image in a million
+TIE = 1e-9  # accuracies this close are a tie: float rounding, far below one image in a million
 
 
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -91,8 +92,8 @@ def compare_paired_seeds(base: Mapping[int, float], other: Mapping[int, float]) 
     b = np.array([base[s] for s in seeds], float)
     d = a - b
     better = int(np.sum(d > 0))
-    if np.ptp(d) < SAME:
-        p = 1.0 if abs(d[0]) < SAME else float(binomtest(len(d), len(d)).pvalue)
+    if np.ptp(d) < TIE:
+        p = 1.0 if abs(d[0]) < TIE else float(binomtest(len(d), len(d)).pvalue)
         return Comparison("sign test", float(d[0]), math.nan, math.nan, p, better, len(seeds))
     result = ttest_rel(a, b)
     ci = result.confidence_interval(CONFIDENCE)
@@ -158,7 +159,7 @@ def _pooled(val: Mapping[str, Mapping[int, float]], seeds: list[int], reference:
     design = np.array([[1.0] + [float(name == o) for o in others] + [float(s == t) for t in seeds[1:]]
                        for name, s in rows])
     fit = sm.OLS(np.array([val[name][s] for name, s in rows], float), design).fit()
-    return fit, others, not fit.ssr > SAME ** 2 * len(rows)
+    return fit, others, not fit.ssr > TIE ** 2 * len(rows)
 
 
 def compare_paired_images(base_correct: np.ndarray, other_correct: np.ndarray) -> Comparison:
@@ -319,8 +320,7 @@ def compare_runs(base: Sequence[Any], other: Sequence[Any], y_test: np.ndarray) 
     race) are left out. Identical differences in every seed leave the seeds no spread to test
     against: then the pairs are taken per test image, over the seeds (`compare_images`).
     """
-    if {json.dumps(r.hyperparameters, sort_keys=True) for r in [*base, *other]} == \
-            {json.dumps(base[0].hyperparameters, sort_keys=True)}:
+    if {config_key(r.hyperparameters) for r in [*base, *other]} == {config_key(base[0].hyperparameters)}:
         return None
     theirs = {r.seed: r for r in other}
     pairs = [(b, theirs[b.seed]) for b in base if b.seed in theirs]
@@ -340,7 +340,7 @@ def stand_ins(configurations: Mapping[str, Mapping[str, Any]], baseline: str) ->
     """{arm: the arm that stands for its configuration}: arms of one configuration (in any key order) are one,
     the baseline standing for its own, otherwise the first arm."""
     first: dict[str, str] = {}
-    keys = {name: json.dumps(hp, sort_keys=True) for name, hp in configurations.items()}
+    keys = {name: config_key(hp) for name, hp in configurations.items()}
     for name in sorted(configurations, key=lambda n: n != baseline):  # stable: the baseline, then in order
         first.setdefault(keys[name], name)
     return {name: first[keys[name]] for name in configurations}

@@ -1,243 +1,33 @@
-"""Keras Tuner's tuners, with what a study needs on top: crash safety, histories, timings and progress.
+"""Keras Tuner's tuners, with what a study needs on top: histories, timings and one progress line per trial.
 
-The searching, storing and resuming is Keras Tuner's own; the oracles and tuners here add:
-- atomic writes of every state file (`oracle.json`, `trial.json`, `tuner0.json`), and a reload
-  that reconciles the trial files with `oracle.json` after a SIGKILL at any moment: a trial that
-  ended is not re-run, a trial created but never recorded is forgotten and created again;
-- a grid oracle that picks the first grid point not yet tried, derived from the trials
-  themselves: GridSearch keeps its order in memory only, so a resumed GridSearch fails with a
-  KeyError or stops early (keras-team/keras-tuner#1055);
-- no configuration created twice in a project, by any tuner (`_NoRepeats`): every trial of a
-  project shares its seed, so a repeat would train the very same run again;
-- a failed trial that trips `max_consecutive_failed_trials` is saved before the search stops
-  (Keras Tuner raises before writing it);
-- each trial's per-epoch history and wall time in `trial_<id>/history.json` (Keras Tuner keeps
-  neither), and one progress line per trial with the time left.
+Searching, storing and resuming are Keras Tuner's own, on the crash-safe oracles of `study.oracles`;
+the tuners add each trial's per-epoch history and wall time in `trial_<id>/history.json` (Keras Tuner
+keeps neither), a progress line per trial with the time left (`study.progress`), a chief that ends with
+its last worker, and Hyperband rounds that survive a lost checkpoint.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import copy
-import itertools
 import math
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import keras
 import keras_tuner
-import numpy as np
 from keras_tuner.src import config as kt_config
 from keras_tuner.src.distribute import utils as dist_utils
-from keras_tuner.src.engine import hyperparameters as hp_module
 from keras_tuner.src.engine import trial as trial_module
-from keras_tuner.src.tuners import bayesian as kt_bayesian
-from keras_tuner.src.tuners import hyperband as kt_hyperband
 
-from study import runtime, storage
+from study import progress, runtime, storage
 from study.config import SearchConfig
+from study.oracles import BayesianOracle, GridOracle, HyperbandOracle
 from study.parallel_search import TRIALS_AT_ONCE
 from study.results import HISTORY_FILE
+
 Status = trial_module.TrialStatus
-
-
-class _CrashSafeOracle:
-    """Mixin for a Keras Tuner oracle: atomic state files and a reload that survives SIGKILL."""
-
-    def save(self):
-        storage.write_json(self._get_oracle_fname(), self.get_state())
-
-    def _save_trial(self, trial):
-        storage.write_json(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
-
-    def reload(self):
-        super().reload()
-        known = set(self.start_order)
-        for trial_id in list(self.trials):
-            if trial_id not in known:  # created after oracle.json was last written: forget it
-                del self.trials[trial_id]
-                shutil.rmtree(Path(self._project_dir) / f"trial_{trial_id}", ignore_errors=True)
-        for trial_id in list(self._retry_queue):
-            trial = self.trials[trial_id]
-            if trial.status in (Status.COMPLETED, Status.FAILED) and trial_id not in self.end_order:
-                # It ended, but the process died before oracle.json said so: keep the result.
-                self._retry_queue.remove(trial_id)
-                self.end_order.append(trial_id)
-                self._run_times[trial_id] += 1
-        self.save()
-
-    def end_trial(self, trial):
-        try:
-            super().end_trial(trial)
-        except RuntimeError:  # too many consecutive failures, raised before the trial is saved
-            self._save_trial(self.trials[trial.trial_id])
-            self.ongoing_trials = {k: t for k, t in self.ongoing_trials.items() if t.trial_id != trial.trial_id}
-            self.save()
-            raise
-
-
-MAX_LISTED_POINTS = 200_000  # the largest finite space listed point by point (the default Bayesian one: 3,240)
-
-
-def finite_points(space) -> list[dict] | None:
-    """Every configuration of a space of Choice, Boolean, Fixed and Int hyperparameters; None for any other
-    (a Float, a conditional hyperparameter) or above MAX_LISTED_POINTS. Keras Tuner's own `tuner/` values
-    (Hyperband's rounds) are no part of a configuration."""
-    names, axes = [], []
-    for hp in space:
-        if hp.name.startswith("tuner/"):
-            continue
-        if hp.conditions or not isinstance(hp, (hp_module.Choice, hp_module.Boolean, hp_module.Fixed,
-                                                hp_module.Int)):
-            return None
-        names.append(hp.name)
-        axes.append([hp.value] if isinstance(hp, hp_module.Fixed) else list(hp.values))
-    if math.prod(len(a) for a in axes) > MAX_LISTED_POINTS:
-        return None
-    return [dict(zip(names, combo)) for combo in itertools.product(*axes)]
-
-
-class _NoRepeats:
-    """Mixin for an oracle: no configuration is created twice in a project, by any tuner.
-
-    Every trial of a project shares its seed (initial weights, data order), so a configuration tried
-    again would train the very same run again. Keras Tuner records each configuration it creates
-    (`_tried_so_far`; Hyperband's next round of a configuration carries `tuner/trial_id`, so it is
-    a continuation, not a repeat) and its random sampling retries collisions; on top of that:
-    - the tried set is rebuilt from the trials on disk when a project reloads;
-    - where Keras Tuner's sampling gives up (20 collisions in a row), a finite space's untried
-      points are drawn from, so a search does not stop while some are left;
-    - `exhausted`: the one line that says the search ended because no untried point is left.
-    """
-
-    exhausted: str | None = None
-
-    def reload(self):
-        super().reload()
-        self._tried_so_far = {self._compute_values_hash(t.hyperparameters.values) for t in self.trials.values()}
-
-    def _untried_points(self) -> list[dict] | None:
-        """The finite space's configurations not tried yet (None: not a finite space); sets `exhausted` at none."""
-        points = finite_points(self.get_space().space)
-        if points is None:
-            return None
-        untried = [p for p in points if not self._duplicate(p)]
-        if not untried:
-            self.exhausted = (f"all {len(points)} configurations of the search space have been tried: the search "
-                              "ends here, training none of them twice")
-        return untried
-
-    def _random_values(self):
-        values = super()._random_values()
-        if values is not None:
-            return values
-        untried = self._untried_points()
-        if not untried:
-            return None
-        # Seeded by the project's seed and the trial count: a resumed search draws what the uninterrupted one did.
-        rng = np.random.default_rng([self.seed, len(self.trials)])
-        return untried[int(rng.integers(len(untried)))]
-
-
-class GridOracle(_NoRepeats, _CrashSafeOracle, keras_tuner.Oracle):
-    """GridSearch's order (defaults first, the last hyperparameter fastest), derived from the trials."""
-
-    def populate_space(self, trial_id):
-        space = self.get_space().space
-        axes = []
-        for hp in space:
-            values = list(hp.values)
-            values.remove(hp.default)
-            axes.append([hp.default, *values])
-        for combo in itertools.product(*axes):
-            values = {hp.name: v for hp, v in zip(space, combo)}
-            if not self._duplicate(values):
-                return {"status": Status.RUNNING, "values": values}
-        if self.ongoing_trials:
-            return {"status": Status.IDLE, "values": None}
-        if self.max_trials and len(self.trials) < self.max_trials:  # without --max-trials, the grid is the plan
-            self.exhausted = (f"all {len(self.trials)} points of the grid have been tried: the search ends here, "
-                              f"before --max-trials {self.max_trials}")
-        return {"status": Status.STOPPED, "values": None}
-
-
-class BayesianOracle(_NoRepeats, _CrashSafeOracle, kt_bayesian.BayesianOptimizationOracle):
-    """Keras Tuner's Bayesian optimisation, whose Gaussian process never proposes a configuration already tried."""
-
-    def populate_space(self, trial_id):
-        response = super().populate_space(trial_id)
-        if response["status"] != Status.RUNNING or not self._duplicate(response["values"]):
-            return response
-        # Only the Gaussian process proposes a repeat (the random path retries collisions): its optimum,
-        # snapped to the discrete values, is not checked against the trials (keras-team/keras-tuner#608),
-        # and on a discrete space it lands on the same point again and again. The proposal is replaced by
-        # the untried point that the same acquisition (mu - beta * sigma of the Gaussian process just
-        # fitted) ranks best, not by a random one: what the model learned still chooses, and on the finite
-        # spaces of study every untried point can be ranked exactly (3,240 in the default space).
-        candidates = self._untried_points()
-        if candidates is None:  # a space too large to list (a Float, say): a random untried point
-            return self._random_populate_space()
-        if not candidates:
-            return {"status": Status.STOPPED, "values": None}
-        space = self._nonfixed_space()
-        x = np.array([[hp.value_to_prob(c.get(hp.name, hp.default)) for hp in space] for c in candidates])
-        mu, sigma = self.gpr.predict(x, return_std=True)
-        best = int(np.argmin(mu - self.beta * sigma))
-        return {"status": Status.RUNNING, "values": candidates[best]}
-
-
-class HyperbandOracle(_NoRepeats, _CrashSafeOracle, kt_hyperband.HyperbandOracle):
-    pass
-
-
-class _EpochClock(keras.callbacks.Callback):
-    """Each epoch's wall time, and how much of it was one-off warm-up.
-
-    The first training and the first validation batch of a fit trace their functions: their excess
-    over the second batch is warm-up. That splits a trial's cost into a fixed part and a cost per
-    epoch from the first trial on, even when every trial so far ran 1 epoch (Hyperband).
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.epoch_seconds: list[float] = []
-        self._first_batches: dict[str, list[float]] = {"train": [], "test": []}
-        self._started = {}
-
-    def __deepcopy__(self, memo):
-        return self  # Keras Tuner deep-copies callbacks for each execution: keep the one that is read
-
-    @property
-    def warmup_seconds(self) -> float:
-        return sum(d[0] - min(d[1:], default=0.0) for d in self._first_batches.values() if d)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started["epoch"] = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch_seconds.append(time.perf_counter() - self._started["epoch"])
-
-    def _begin(self, kind):
-        if len(self._first_batches[kind]) < 2:
-            self._started[kind] = time.perf_counter()
-
-    def _end(self, kind):
-        if len(self._first_batches[kind]) < 2:
-            self._first_batches[kind].append(time.perf_counter() - self._started[kind])
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._begin("train")
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._end("train")
-
-    def on_test_batch_begin(self, batch, logs=None):
-        self._begin("test")
-
-    def on_test_batch_end(self, batch, logs=None):
-        self._end("test")
 
 
 class _StudyTuner(keras_tuner.Tuner):
@@ -304,7 +94,7 @@ class _StudyTuner(keras_tuner.Tuner):
                 # A trial always runs from scratch, a resumed one too: drop what an attempt that died wrote.
                 logs = self._get_tensorboard_dir(callback.log_dir, self._tensorboard_name(trial), 0)
                 shutil.rmtree(Path(logs).parent, ignore_errors=True)
-        clock = _EpochClock()
+        clock = progress.EpochClock()
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), clock]
         histories = super().run_trial(trial, *args, **kwargs)
         self._histories[trial.trial_id] = {
@@ -344,7 +134,7 @@ class _StudyTuner(keras_tuner.Tuner):
         else:
             reason = (trial.message or "").strip().splitlines()
             outcome = f"{trial.status}: {reason[-1] if reason else 'no reason given'}"
-        line = f"trial {trial.trial_id} ({values}): {outcome} in {_duration(seconds)}"
+        line = f"trial {trial.trial_id} ({values}): {outcome} in {progress.duration(seconds)}"
         best = self.oracle.get_best_trials(1)
         if best and best[0].status == Status.COMPLETED:
             line += f"; best {best[0].score:.4f} (trial {best[0].trial_id})"
@@ -403,13 +193,13 @@ class _StudyTuner(keras_tuner.Tuner):
                 in_epochs = None
                 if "epoch_seconds" in record:  # written by _EpochClock (not by versions before it)
                     in_epochs = sum(record["epoch_seconds"]) - record["warmup_seconds"]
-                costs.append(TrialCost(record["seconds"], record["epochs"], in_epochs))
+                costs.append(progress.TrialCost(record["seconds"], record["epochs"], in_epochs))
                 budget += self._epoch_budget(t)
         budget_left = planned_epochs - sum(self._epoch_budget(t) for t in done)
-        left = seconds_left(costs, budget, planned_trials - len(done), budget_left)
+        left = progress.seconds_left(costs, budget, planned_trials - len(done), budget_left)
         if left:  # trials at once share what is left (STUDY_TRIALS_AT_ONCE: set by a --parallel search)
             left /= max(1, int(os.environ.get(TRIALS_AT_ONCE, "1") or 1))
-        return text + (f", about {_duration(left)} left" if left else "")
+        return text + (f", about {progress.duration(left)} left" if left else "")
 
 
 def _serve(oracle) -> None:
@@ -501,9 +291,6 @@ class Hyperband(_StudyTuner, keras_tuner.Hyperband):
         return trials, round(epochs)
 
 
-TUNERS = {"grid": GridSearch, "bayesian": BayesianOptimization, "hyperband": Hyperband}
-
-
 class TensorBoard(keras.callbacks.TensorBoard):
     """Keras's TensorBoard callback logging per-epoch scalars only; Keras Tuner adds each trial's hyperparameters.
 
@@ -549,41 +336,3 @@ def build_tuner(cfg: SearchConfig, hypermodel: keras_tuner.HyperModel, *, log=pr
     return tuner
 
 
-class TrialCost(NamedTuple):
-    """A finished trial's wall time, epochs trained, and seconds of those epochs net of warm-up."""
-
-    seconds: float
-    epochs: int
-    in_epochs: float | None = None
-
-
-def seconds_left(costs: list[TrialCost], budget_used: int, trials_left: int, budget_left: int) -> float | None:
-    """Time left as a x trials left + b x epochs left, where a trial costs a + b x its epochs.
-
-    b is measured inside the trials (epoch time net of warm-up), a is the rest of a trial's time;
-    without those timings, a and b come from a line fitted through (epochs, seconds). The epochs
-    left are the epoch budget left, scaled by the share of their budget that the finished trials
-    actually trained (early stopping). None when nothing is known or left.
-    """
-    epochs = [c.epochs for c in costs]
-    if trials_left <= 0 or not costs or not sum(epochs):
-        return None
-    if all(c.in_epochs is not None for c in costs):
-        b = max(0.0, sum(c.in_epochs for c in costs)) / sum(epochs)
-        a = sum(max(0.0, c.seconds - c.in_epochs) for c in costs) / len(costs)
-    else:
-        seconds = [c.seconds for c in costs]
-        a, b = 0.0, sum(seconds) / sum(epochs)
-        if len(set(epochs)) > 1:
-            b, a = np.polyfit(epochs, seconds, 1)
-            if a < 0 or b <= 0:  # noise: fall back to a mean cost per epoch
-                a, b = 0.0, sum(seconds) / sum(epochs)
-    epochs_left = max(0.0, budget_left * sum(epochs) / max(budget_used, 1))
-    return float(trials_left * a + epochs_left * b)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"

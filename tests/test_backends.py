@@ -121,9 +121,9 @@ def test_a_project_from_before_the_backend_was_recorded_resumes_on_tensorflow_on
     del old["backend"]  # config.json as study wrote it before it ran on other backends
     storage.write_json(cfg.project_dir / "config.json", {**old, "class_names": ["a", "b"], "command": "x"})
     assert SearchConfig.from_dict(old).backend == "tensorflow"
-    assert search.prepare_project(cfg, log=lambda _: None) is True
+    assert search.check_project(cfg) is True
     with pytest.raises(StudyError, match="different backend .*KERAS_BACKEND=tensorflow resumes it"):
-        search.prepare_project(SearchConfig(directory=str(tmp_path), backend="jax"), log=lambda _: None)
+        search.check_project(SearchConfig(directory=str(tmp_path), backend="jax"))
 
 
 def test_tensorboard_is_refused_on_other_backends_in_one_line():

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from study import plots, results
+from study import insights, plots, results
 
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 
@@ -92,19 +92,19 @@ def test_hyperparameter_columns_are_every_column_but_outcomes_and_hyperbands_own
     frame = _frame(3).assign(units=[32, 64, 128], batch_norm=[True, False, True], **{"tuner/epochs": 2})
     assert results.hyperparameter_columns(frame) == [
         "optimizer", "learning_rate", "dropout_1", "dropout_2", "dropout_3", "units", "batch_norm"]
-    scale = {name: results.hyperparameter_scale(frame[name]) for name in results.hyperparameter_columns(frame)}
+    scale = {name: insights.hyperparameter_scale(frame[name]) for name in results.hyperparameter_columns(frame)}
     assert scale == {"optimizer": "categorical", "learning_rate": "log", "dropout_1": "linear",
                      "dropout_2": "linear", "dropout_3": "linear", "units": "linear", "batch_norm": "categorical"}
-    assert results.hyperparameter_scale(pd.Series([16, 64, 512], name="units")) == "log"  # a factor of 32
-    assert results.hyperparameter_scale(pd.Series([1e-3, 2e-3], name="learning_rate")) == "log"  # by name
-    assert results.hyperparameter_scale(pd.Series([0.0, 10.0, 500.0], name="x")) == "linear"  # 0 has no log
+    assert insights.hyperparameter_scale(pd.Series([16, 64, 512], name="units")) == "log"  # a factor of 32
+    assert insights.hyperparameter_scale(pd.Series([1e-3, 2e-3], name="learning_rate")) == "log"  # by name
+    assert insights.hyperparameter_scale(pd.Series([0.0, 10.0, 500.0], name="x")) == "linear"  # 0 has no log
 
 
 # --- importance ---------------------------------------------------------------------------------
 
 def test_importance_ranks_the_learning_rate_above_an_irrelevant_dropout():
     frame = pd.concat([_frame(), _frame(1).assign(trial_id="99", status="FAILED", val_accuracy=None)])
-    result = results.hyperparameter_importance(frame)
+    result = insights.hyperparameter_importance(frame)
     assert result.n_trials == 16  # the failed trial is left out
     assert result.fixed == ("dropout_2", "dropout_3")
     assert list(result.importances.index)[0] == "learning_rate"
@@ -114,21 +114,21 @@ def test_importance_ranks_the_learning_rate_above_an_irrelevant_dropout():
     assert learning_rate["mean"] > 5 * dropout["mean"]
     assert result.oob_r2 > 0.2  # the forest does predict trials it did not see: the score depends on the inputs
     noise = _frame().assign(val_accuracy=np.random.default_rng(0).normal(0.6, 0.01, 16))
-    assert results.hyperparameter_importance(noise).oob_r2 < 0  # and cannot when the score is noise
+    assert insights.hyperparameter_importance(noise).oob_r2 < 0  # and cannot when the score is noise
 
 
 def test_importance_is_reproducible_from_its_seed():
-    first = results.hyperparameter_importance(_frame(), seed=3)
-    pd.testing.assert_frame_equal(first.importances, results.hyperparameter_importance(_frame(), seed=3).importances)
-    other = results.hyperparameter_importance(_frame(), seed=4).importances
+    first = insights.hyperparameter_importance(_frame(), seed=3)
+    pd.testing.assert_frame_equal(first.importances, insights.hyperparameter_importance(_frame(), seed=3).importances)
+    other = insights.hyperparameter_importance(_frame(), seed=4).importances
     assert not np.allclose(first.importances.loc[other.index, "mean"], other["mean"])
 
 
 def test_importance_with_too_few_trials_says_how_many_it_needs():
-    result = results.hyperparameter_importance(_frame(7))
+    result = insights.hyperparameter_importance(_frame(7))
     assert result.importances.empty and (result.n_trials, result.needed) == (7, 8)
     five_vary = _frame(9).assign(dropout_2=[0.0, 0.1] * 4 + [0.2], dropout_3=[0.5, 0.4, 0.3] * 3)
-    result = results.hyperparameter_importance(five_vary)  # 2 per varying hyperparameter: 10
+    result = insights.hyperparameter_importance(five_vary)  # 2 per varying hyperparameter: 10
     assert result.importances.empty and (result.n_trials, result.needed) == (9, 10)
 
 
@@ -137,7 +137,7 @@ def test_importance_of_hyperband_trials_holds_their_epochs_apart():
     epochs = [(2, 5, 15)[i // 3 % 3] for i in range(18)]  # not in step with the optimizer's i % 3
     frame = _frame(18).assign(**{"tuner/epochs": epochs, "tuner/bracket": 2})
     frame["val_accuracy"] = frame["tuner/epochs"].map({2: 0.3, 5: 0.5, 15: 0.7})
-    result = results.hyperparameter_importance(frame)
+    result = insights.hyperparameter_importance(frame)
     assert list(result.importances.index)[0] == results.BUDGET
     assert result.importances.loc[results.BUDGET, "mean"] > 0.5
     assert result.importances.drop(results.BUDGET)["mean"].abs().max() < 0.05
@@ -147,15 +147,15 @@ def test_empty_and_all_failed_searches(tmp_path):
     empty = results.trials_frame(tmp_path / "empty")
     failed = _frame(4).assign(status="FAILED", val_accuracy=None)
     for frame in (empty, failed):
-        importance = results.hyperparameter_importance(frame)
+        importance = insights.hyperparameter_importance(frame)
         assert importance.importances.empty and importance.n_trials == 0 and importance.needed == 8
         assert math.isnan(importance.oob_r2)
-        parallel = results.parallel_coordinates(frame)
+        parallel = insights.parallel_coordinates(frame)
         assert parallel.positions.empty and parallel.scores.empty
         assert [axis.name for axis in parallel.axes] == ["val_accuracy"]
         _render(plots.importance(importance))
         _render(plots.parallel_coordinates(parallel))
-    curves = results.learning_curves(tmp_path / "empty", empty)
+    curves = insights.learning_curves(tmp_path / "empty", empty)
     assert curves.empty and "line" in curves.columns
     _render(plots.learning_curves(curves, best_trial_id=None))
 
@@ -164,7 +164,7 @@ def test_empty_and_all_failed_searches(tmp_path):
 
 def test_learning_curves_are_in_absolute_epochs_and_rounds_continue_their_line(tmp_path):
     project = _hyperband_project(tmp_path / "hyperband")
-    curves = results.learning_curves(project, results.trials_frame(project))
+    curves = insights.learning_curves(project, results.trials_frame(project))
     by_trial = {t: g for t, g in curves.groupby("trial_id")}
     assert sorted(by_trial) == ["0000", "0001", "0002", "0003"]  # 0004 is running: no history yet
     # Keras's history lists only the epochs of its own fit: a round starting at epoch 5 recorded 6, 7, ...
@@ -183,13 +183,13 @@ def test_learning_curves_of_a_search_without_rounds_start_at_epoch_one(tmp_path)
     project = tmp_path / "grid"
     _write_trial(project, "00", {"optimizer": "adam", "learning_rate": 1e-3}, [0.3, 0.4, 0.5])
     _write_trial(project, "01", {"optimizer": "sgd", "learning_rate": 10.0}, [], status="FAILED")
-    curves = results.learning_curves(project, results.trials_frame(project))
+    curves = insights.learning_curves(project, results.trials_frame(project))
     assert curves["epoch"].tolist() == [1, 2, 3] and curves["line"].tolist() == ["00"] * 3
 
 
 def test_the_best_trials_line_is_highlighted_with_the_rounds_before_it(tmp_path):
     project = _hyperband_project(tmp_path / "hyperband")
-    curves = results.learning_curves(project, results.trials_frame(project))
+    curves = insights.learning_curves(project, results.trials_frame(project))
     fig = plots.learning_curves(curves, best_trial_id="0003")
     thick = [line for line in fig.axes[0].lines if line.get_linewidth() == 2.5]
     assert len(thick) == 3  # 0000, 0002 and 0003: one configuration
@@ -209,7 +209,7 @@ def test_parallel_coordinates_place_each_trial_on_each_axis():
         "dropout_1": [0.2, 0.2, 0.2, 0.2, 0.9],
         "val_accuracy": [0.5, 0.6, 0.7, 0.55, None],
     })
-    data = results.parallel_coordinates(frame)
+    data = insights.parallel_coordinates(frame)
     assert [axis.name for axis in data.axes] == ["optimizer", "learning_rate", "val_accuracy"]
     assert data.fixed == {"dropout_1": 0.2}
     assert list(data.positions.index) == ["0", "1", "2", "3"]
@@ -229,7 +229,7 @@ def test_parallel_coordinates_place_each_trial_on_each_axis():
 
 def test_parallel_coordinates_label_many_values_with_round_numbers():
     frame = _frame(12).assign(learning_rate=np.geomspace(1e-5, 1e-1, 12), dropout_2=np.linspace(0, 0.9, 12))
-    data = results.parallel_coordinates(frame)
+    data = insights.parallel_coordinates(frame)
     axes = {axis.name: axis for axis in data.axes}
     assert axes["learning_rate"].labels == ("1e-5", "1e-4", "1e-3", "1e-2", "1e-1")
     assert axes["learning_rate"].ticks == pytest.approx((0.0, 0.25, 0.5, 0.75, 1.0))
@@ -241,16 +241,16 @@ def test_parallel_coordinates_label_many_values_with_round_numbers():
 
 def test_every_insight_figure_renders(tmp_path):
     frame = _frame()
-    result = results.hyperparameter_importance(frame)
+    result = insights.hyperparameter_importance(frame)
     fig = plots.importance(result, title="bayesian")
     assert "from 16 completed trials" in fig.get_suptitle()
     assert "hint, not a measurement" in fig.axes[0].get_title()
     _render(fig)
-    _render(plots.importance(results.hyperparameter_importance(_frame(5))))  # too few: says so, no bars
-    _render(plots.parallel_coordinates(results.parallel_coordinates(frame), title="bayesian"))
-    _render(plots.parallel_coordinates(results.parallel_coordinates(frame.iloc[:1])))  # one trial
+    _render(plots.importance(insights.hyperparameter_importance(_frame(5))))  # too few: says so, no bars
+    _render(plots.parallel_coordinates(insights.parallel_coordinates(frame), title="bayesian"))
+    _render(plots.parallel_coordinates(insights.parallel_coordinates(frame.iloc[:1])))  # one trial
     project = _hyperband_project(tmp_path / "hyperband")
-    curves = results.learning_curves(project, results.trials_frame(project))
+    curves = insights.learning_curves(project, results.trials_frame(project))
     _render(plots.learning_curves(curves, best_trial_id="0003", title="hyperband"))
     _render(plots.learning_curves(curves.assign(optimizer=None)))  # a model without an optimizer choice
 

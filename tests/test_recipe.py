@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study import augment, report, search
+from study import arms as arms_lib
+from study import augment, export, report, search
 from study.config import BASELINE, SearchConfig, SearchSpace
 from study.hypermodel import StudyHyperModel
 from study.model import ModelFunction, SmoothedSparseCrossentropy, build_model, notebook_cnn
@@ -271,10 +272,10 @@ def test_a_best_trial_with_the_notebooks_recipe_is_the_baseline_arm(tmp_path):
     best = {**BASELINE.hyperparameters(), **BASELINE.training(), "val_accuracy": 0.5}
     trials = pd.DataFrame([{"trial_id": "0", "status": "COMPLETED", **best}])
     searched = Search("s", SearchConfig(), trials, trials.iloc[0], tmp_path)
-    arms = report.plan([searched], BASELINE.hyperparameters())
+    arms = arms_lib.plan([searched], BASELINE.hyperparameters())
     assert arms["s best"] == arms["baseline"] == BASELINE.hyperparameters()
-    assert report.jobs(arms, report.ReportConfig(seeds=2)).count((arms["baseline"], 1)) == 1
-    wider = report.plan([searched], BASELINE.hyperparameters(), batch_size=128)
+    assert arms_lib.jobs(arms, report.ReportConfig(seeds=2)).count((arms["baseline"], 1)) == 1
+    wider = arms_lib.plan([searched], BASELINE.hyperparameters(), batch_size=128)
     assert wider["s best"] == {**BASELINE.hyperparameters(), "batch_size": 64}  # not what --batch-size 128 trains
 
 
@@ -301,7 +302,7 @@ def test_a_model_file_of_a_smoothed_augmented_configuration_loads_without_study(
     model.save_weights(tmp_path / "w.weights.h5")
     entry = {"file": "m.keras", "arm": "a", "seed": 1, "hyperparameters": hp, "test_accuracy": 0.5,
              "weights": tmp_path / "w.weights.h5"}
-    report.export_models(tmp_path / "models", [entry], None, (12, 12, 3), 3)
+    export.export_models(tmp_path / "models", [entry], None, (12, 12, 3), 3)
     np.save(tmp_path / "x.npy", x)
     code = ("import sys, numpy as np, keras; m = keras.models.load_model(sys.argv[1]); "
             "print(' '.join(type(l).__name__ for l in m.layers[-1].layers)); "
@@ -317,7 +318,7 @@ def test_a_model_file_of_a_smoothed_augmented_configuration_loads_without_study(
 
 
 def test_importance_and_parallel_coordinates_show_them():
-    from study import results
+    from study import insights
 
     rng = np.random.default_rng(0)
     rows = [{"trial_id": str(i), "status": "COMPLETED", "optimizer": "adam", "learning_rate": 1e-3,
@@ -325,7 +326,7 @@ def test_importance_and_parallel_coordinates_show_them():
              "weight_decay": float(rng.choice([0.0, 0.01])), "val_accuracy": float(rng.uniform(0.5, 0.7)),
              "val_loss": 1.0, "best_epoch": 1, "epochs": 2, "seconds": 1.0, "error": ""} for i in range(12)]
     frame = pd.DataFrame(rows)
-    axes = [a.name for a in results.parallel_coordinates(frame).axes]
+    axes = [a.name for a in insights.parallel_coordinates(frame).axes]
     assert axes == ["batch_size", "augmentation", "weight_decay", "val_accuracy"]
-    importance = results.hyperparameter_importance(frame)
+    importance = insights.hyperparameter_importance(frame)
     assert set(importance.importances.index) == {"batch_size", "augmentation", "weight_decay"}

@@ -13,6 +13,7 @@ from fakes import crafted
 from PIL import Image
 from sklearn.metrics import classification_report, confusion_matrix
 
+from study import arms as arms_lib
 from study import plots, render, report, retrain, search, stats, wording
 from study.records import Run
 from study.config import BASELINE, DataConfig, SearchConfig, StudyError
@@ -305,22 +306,22 @@ def test_two_searches_with_the_same_best_configuration_are_one_arm():
 
     base = BASELINE.hyperparameters()
     rms = {**base, "optimizer": "rmsprop", "learning_rate": 0.0005}
-    arms = report.plan([searched("grid", **base), searched("bayesian", **rms), searched("hyperband", **rms)], base)
+    arms = arms_lib.plan([searched("grid", **base), searched("bayesian", **rms), searched("hyperband", **rms)], base)
     assert list(arms) == ["baseline", "sgd", "rmsprop", "grid best", "bayesian best = hyperband best"]
     assert arms["bayesian best = hyperband best"] == rms and arms["grid best"] == base  # shown as the baseline's
 
 
 def test_importance_is_shown_only_when_its_forest_explains_something_and_never_ranks_hyperbands_epochs(
         tmp_path, monkeypatch):
-    from study import render_searches, results
+    from study import insights, render_searches, results
 
     table = pd.DataFrame({"mean": [0.3, 0.1, 0.05], "std": [0.01, 0.01, 0.01]},
                          index=pd.Index(["dropout_1", results.BUDGET, "optimizer"], name="hyperparameter"))
     search = type("S", (), {"trials": pd.DataFrame(), "name": "hyperband"})()
     out = render.Writer(tmp_path)
     for r2, shown in ((-0.08, False), (0.0, False), (0.4, True)):
-        importance = results.Importance(table, 30, 8, (), r2)
-        monkeypatch.setattr(results, "hyperparameter_importance", lambda trials, importance=importance: importance)
+        importance = insights.Importance(table, 30, 8, (), r2)
+        monkeypatch.setattr(insights, "hyperparameter_importance", lambda trials, importance=importance: importance)
         text = render_searches.importance_text(search, "hyperband", out)
         assert ("explains none of their validation accuracy" in text) is not shown
         assert ("![hyperband hyperparameter importance]" in text) is shown

@@ -175,7 +175,7 @@ def test_project_without_config_json_is_not_silently_reused(tiny_data, tmp_path,
 
 
 def test_time_left_fits_a_fixed_and_a_per_epoch_cost():
-    from study.tuners import TrialCost, seconds_left
+    from study.progress import TrialCost, seconds_left
 
     # Without in-trial timings: trials of 1 and 3 epochs costing 5 s + 2 s per epoch, fitted by a line.
     costs = [TrialCost(7, 1), TrialCost(7, 1), TrialCost(11, 3)]

@@ -1,0 +1,110 @@
+"""Progress on the console: each epoch's and trial's cost, and the time left of a search or a report.
+
+A trial costs a fixed part (building, tracing, the first epoch's warm-up) and a part per epoch
+(`_EpochClock` splits them); the time left adds both over what is left (`seconds_left`). A report's
+line says the same over its retrainings (`time_left_text`), never "about 0 min".
+"""
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import keras
+import numpy as np
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Each epoch's wall time, and how much of it was one-off warm-up.
+
+    The first training and the first validation batch of a fit trace their functions: their excess
+    over the second batch is warm-up. That splits a trial's cost into a fixed part and a cost per
+    epoch from the first trial on, even when every trial so far ran 1 epoch (Hyperband).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epoch_seconds: list[float] = []
+        self._first_batches: dict[str, list[float]] = {"train": [], "test": []}
+        self._started = {}
+
+    def __deepcopy__(self, memo):
+        return self  # Keras Tuner deep-copies callbacks for each execution: keep the one that is read
+
+    @property
+    def warmup_seconds(self) -> float:
+        return sum(d[0] - min(d[1:], default=0.0) for d in self._first_batches.values() if d)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started["epoch"] = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(time.perf_counter() - self._started["epoch"])
+
+    def _begin(self, kind):
+        if len(self._first_batches[kind]) < 2:
+            self._started[kind] = time.perf_counter()
+
+    def _end(self, kind):
+        if len(self._first_batches[kind]) < 2:
+            self._first_batches[kind].append(time.perf_counter() - self._started[kind])
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._begin("train")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._end("train")
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._begin("test")
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._end("test")
+
+
+class TrialCost(NamedTuple):
+    """A finished trial's wall time, epochs trained, and seconds of those epochs net of warm-up."""
+
+    seconds: float
+    epochs: int
+    in_epochs: float | None = None
+
+
+def seconds_left(costs: list[TrialCost], budget_used: int, trials_left: int, budget_left: int) -> float | None:
+    """Time left as a x trials left + b x epochs left, where a trial costs a + b x its epochs.
+
+    b is measured inside the trials (epoch time net of warm-up), a is the rest of a trial's time;
+    without those timings, a and b come from a line fitted through (epochs, seconds). The epochs
+    left are the epoch budget left, scaled by the share of their budget that the finished trials
+    actually trained (early stopping). None when nothing is known or left.
+    """
+    epochs = [c.epochs for c in costs]
+    if trials_left <= 0 or not costs or not sum(epochs):
+        return None
+    if all(c.in_epochs is not None for c in costs):
+        b = max(0.0, sum(c.in_epochs for c in costs)) / sum(epochs)
+        a = sum(max(0.0, c.seconds - c.in_epochs) for c in costs) / len(costs)
+    else:
+        seconds = [c.seconds for c in costs]
+        a, b = 0.0, sum(seconds) / sum(epochs)
+        if len(set(epochs)) > 1:
+            b, a = np.polyfit(epochs, seconds, 1)
+            if a < 0 or b <= 0:  # noise: fall back to a mean cost per epoch
+                a, b = 0.0, sum(seconds) / sum(epochs)
+    epochs_left = max(0.0, budget_left * sum(epochs) / max(budget_used, 1))
+    return float(trials_left * a + epochs_left * b)
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def time_left_text(seconds: float, runs_left: int, ahead: int, live: str) -> str:
+    """"; about 12 min left (at most 9 retrainings, 4 of 6 arms live)"; under a minute: "under a minute"; none: ""."""
+    if not seconds or runs_left <= 0:
+        return ""
+    when = f"about {seconds / 60:.0f} min left" if seconds >= 60 else "under a minute left"
+    detail = ", ".join(x for x in (f"at most {runs_left} retrainings" if ahead else "", live) if x)
+    return f"; {when}" + (f" ({detail})" if detail else "")
