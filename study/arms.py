@@ -9,8 +9,9 @@ from study.records import Run, RunStore, Search
 
 
 def plan(searches: list[Search], baseline: dict[str, Any], batch_size: int = BASELINE.batch_size,
-         candidates: int | None = None) -> dict[str, dict[str, Any]]:
-    """{arm name: hyperparameters}: the baseline (Adam), SGD, RMSprop and each search's best trial.
+         candidates: int | None = None, compare: tuple[str, ...] = ("sgd", "rmsprop")) -> dict[str, dict[str, Any]]:
+    """{arm name: hyperparameters}: the baseline, the optimizers of `compare` (each at Keras's default learning
+    rate, the baseline's other values) and each search's best trial.
 
     Training hyperparameters at the value a configuration naming none trains with (the notebook's, the
     report's batch size) are left out (study.recipe.canonical): the same configuration is one arm's runs.
@@ -23,9 +24,10 @@ def plan(searches: list[Search], baseline: dict[str, Any], batch_size: int = BAS
 
     baseline = canonical(baseline, batch_size)
     arms = {"baseline": baseline}
-    for optimizer, lr in OPTIMIZER_COMPARISON.items():
-        if optimizer != BASELINE.optimizer:
-            arms[optimizer] = {**baseline, "optimizer": optimizer, "learning_rate": lr}
+    for optimizer in compare:
+        arm = {**baseline, "optimizer": optimizer, "learning_rate": OPTIMIZER_COMPARISON[optimizer]}
+        if config_key(arm) != config_key(baseline):
+            arms[optimizer] = arm
     if candidates is not None:
         return {**arms, **racing.candidates(searches, candidates, list(arms.values()), batch_size)}
     named: dict[str, tuple[list[str], dict[str, Any]]] = {}  # one arm per distinct configuration

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,8 @@ def model_identity(spec: str | None) -> dict[str, str] | None:
 class DataConfig:
     """Where the images come from and how they are split; identical for search and report."""
 
-    data_dir: str | None = None  # None: keras.datasets.cifar10 (Keras cache / download)
+    # None: keras.datasets.cifar10 (Keras cache / download); "arrays:sha1:...": arrays in memory (study.arrays)
+    data_dir: str | None = None
     subset: int | None = None  # stratified subset of the training images (test shrinks in proportion)
     image_size: tuple[int, int] = (32, 32)  # (height, width)
     channels: int = 3
@@ -218,6 +220,61 @@ def validate_training(choices: dict[str, Any], flag: str = "{}", n_train: int | 
             raise StudyError(f"{name(key)} must be >= 0, got {values}")
         elif key == "label_smoothing" and any(not 0 <= v < 1 for v in values):
             raise StudyError(f"{name(key)} must be in [0, 1), got {values}")
+
+
+NOTEBOOK_CNN_HYPERPARAMETERS = (*BASELINE.hyperparameters(), *TRAINING_HYPERPARAMETERS)
+_KINDS = {"optimizer": str, "learning_rate": float, "dropout_1": float, "dropout_2": float, "dropout_3": float,
+          "batch_size": int, "augmentation": str, "schedule": str, "weight_decay": float, "label_smoothing": float}
+
+
+def parse_assignments(text: str, flag: str = "--baseline") -> dict[str, Any]:
+    """"optimizer=sgd,learning_rate=0.05,batch_size=128" as {name: value}: study's own names take their type, a
+    model's own are read as a number, true/false or text; StudyError for a malformed item or a name given twice."""
+    values: dict[str, Any] = {}
+    for item in (part.strip() for part in text.split(",")):
+        name, sep, raw = item.partition("=")
+        name, raw = name.strip(), raw.strip()
+        if not sep or not name or not raw:
+            raise StudyError(f"{flag} takes NAME=VALUE,NAME=VALUE..., got {item!r}")
+        if name in values:
+            raise StudyError(f"{flag} names {name} twice")
+        values[name] = _typed(name, raw, flag)
+    return values
+
+
+def _typed(name: str, raw: str, flag: str) -> Any:
+    kind = _KINDS.get(name)
+    try:
+        if kind is not None:
+            return kind(raw)
+    except ValueError:
+        raise StudyError(f"{flag}: {name} must be {'a whole number' if kind is int else 'a number'}, got {raw!r}") \
+            from None
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for convert in (int, float):
+        try:
+            return convert(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def validate_values(values: dict[str, Any], allowed: Sequence[str] | None = None, flag: str = "--baseline") -> None:
+    """StudyError (one line) for a name not in `allowed` (None: the notebook CNN's and training's) or a value no
+    run can train with: an unknown optimizer, a learning rate <= 0, a dropout outside [0, 1), a training value."""
+    allowed = NOTEBOOK_CNN_HYPERPARAMETERS if allowed is None else allowed
+    unknown = [name for name in values if name not in allowed]
+    if unknown:
+        raise StudyError(f"{flag}: no hyperparameter named {unknown[0]} (choose from {', '.join(allowed)})")
+    if "optimizer" in values and values["optimizer"] not in OPTIMIZERS:
+        raise StudyError(f"{flag}: unknown optimizer {values['optimizer']!r}; choose from {', '.join(OPTIMIZERS)}")
+    if "learning_rate" in values and not values["learning_rate"] > 0:
+        raise StudyError(f"{flag}: learning_rate must be > 0, got {values['learning_rate']}")
+    for name in ("dropout_1", "dropout_2", "dropout_3"):
+        if name in values and name in NOTEBOOK_CNN_HYPERPARAMETERS and not 0 <= values[name] < 1:
+            raise StudyError(f"{flag}: {name} must be in [0, 1), got {values[name]}")
+    validate_training({k: [v] for k, v in values.items() if k in TRAINING_HYPERPARAMETERS}, f"{flag} {{}}")
 
 
 @dataclass(frozen=True)
@@ -355,13 +412,24 @@ class ReportConfig:
     candidates: int | None = None  # the N best distinct searched configurations; None: each search's best
     min_seeds: int = 2  # seeds every arm runs before racing may drop it (>= seeds: no racing; docs/racing.md)
     reuse: tuple[str, ...] = ()  # other reports' folders whose saved runs of the same settings are reused
+    # The recipe every arm is compared with, as changes to the model's defaults ({}: the notebook's, or the model's).
+    baseline: dict[str, Any] = field(default_factory=dict)
+    # The optimizer arms, each at Keras's default learning rate, the baseline's other values; None: SGD and RMSprop
+    # for the notebook's CNN, none for a --model.
+    compare_optimizers: tuple[str, ...] | None = None
     # {search name: SearchConfig.identity()}: the searches whose winners this report retrains. More
     # trials of the same searches are the same report; other searches are another report.
     searches: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # What makes a report folder's saved runs and rendering this report's: --seeds may grow (it only
     # adds seeds), --parallel and --final-fit change how, not what.
-    _WHAT = ("searches", "data", "epochs", "batch_size", "seed", "model", "backend")
+    _WHAT = ("searches", "data", "epochs", "batch_size", "seed", "model", "backend", "baseline", "compare_optimizers")
+
+    @property
+    def optimizers_compared(self) -> tuple[str, ...]:
+        if self.compare_optimizers is not None:
+            return self.compare_optimizers
+        return tuple(o for o in OPTIMIZER_COMPARISON if o != BASELINE.optimizer) if self.model is None else ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

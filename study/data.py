@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from study import runtime
+from study import arrays, runtime
 from study.config import DataConfig, StudyError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -138,6 +138,10 @@ def load_dataset(cfg: DataConfig, *, keep_test: bool | str = True, keep_train: b
     if cfg.data_dir is None:
         train, test, classes = _cifar10_pools(cfg)
         source = "CIFAR-10 (keras.datasets)"
+    elif arrays.named(cfg.data_dir):
+        held = arrays.held(cfg.data_dir)
+        train, test = _array_pool(held.x_train, held.y_train, cfg), _array_pool(held.x_test, held.y_test, cfg)
+        classes, source = held.class_names, f"arrays in memory ({cfg.data_dir[7:22]}...)"
     else:
         train, test, classes = _folder_pools(Path(cfg.data_dir), cfg)
         source = str(cfg.data_dir)
@@ -229,18 +233,20 @@ def _cifar10_pools(cfg: DataConfig) -> tuple[_Pool, _Pool, tuple[str, ...]]:
             "pass --data-dir PATH to use an image folder or archive instead"
         ) from None
 
-    def pool(x: np.ndarray, y: np.ndarray) -> _Pool:
-        def take(idx: np.ndarray) -> np.ndarray:
-            if x.shape[1:] == (*cfg.image_size, cfg.channels):
-                return x[idx]
-            out = np.empty((len(idx), *cfg.image_size, cfg.channels), np.uint8)
-            for j, i in enumerate(idx):
-                out[j] = _convert(Image.fromarray(x[i]), cfg)
-            return out
+    return _array_pool(x_train, y_train, cfg), _array_pool(x_test, y_test, cfg), CIFAR10_CLASSES
 
-        return _Pool(y.reshape(-1).astype(np.int32), take)
 
-    return pool(x_train, y_train), pool(x_test, y_test), CIFAR10_CLASSES
+def _array_pool(x: np.ndarray, y: np.ndarray, cfg: DataConfig) -> _Pool:
+    """Images in a uint8 array (n, height, width, channels), resized or converted where `cfg` asks."""
+    def take(idx: np.ndarray) -> np.ndarray:
+        if x.shape[1:] == (*cfg.image_size, cfg.channels):
+            return x[idx]
+        out = np.empty((len(idx), *cfg.image_size, cfg.channels), np.uint8)
+        for j, i in enumerate(idx):
+            out[j] = _convert(Image.fromarray(x[i][..., 0] if x.shape[-1] == 1 else x[i]), cfg)
+        return out
+
+    return _Pool(y.reshape(-1).astype(np.int32), take)
 
 
 def _folder_pools(path: Path, cfg: DataConfig) -> tuple[_Pool, _Pool, tuple[str, ...]]:

@@ -24,6 +24,8 @@ def points(x: float) -> str:
 def seeds_text(seeds: list[int] | tuple[int, ...] | range) -> str:
     """"seeds 2-6", "seeds 2, 4", "seed 7"."""
     seeds = list(seeds)
+    if not seeds:
+        return "no seeds"
     if len(seeds) == 1:
         return f"seed {seeds[0]}"
     if seeds == list(range(seeds[0], seeds[0] + len(seeds))):

@@ -27,6 +27,11 @@ def complete(hyperparameters: dict[str, Any], names: list[str], batch_size: int)
             else hyperparameters.get(name) for name in names}
 
 
+def every_value(hyperparameters: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """A configuration's hyperparameters with every training one it trains with (`complete` of all of them)."""
+    return complete(hyperparameters, list(dict.fromkeys([*hyperparameters, *TRAINING_HYPERPARAMETERS])), batch_size)
+
+
 def hyperparameter_names(runs: Runs) -> list[str]:
     """Every hyperparameter any arm names, in the order they first appear."""
     return list(dict.fromkeys(k for rs in runs.values() for r in rs for k in r.hyperparameters))
@@ -99,9 +104,12 @@ def metrics_json(cfg: ReportConfig, data, searches: list[Search], runs: Runs, an
                      "classification_report": report, "confusion_matrix": matrix.tolist()},
         "comparison": [{k: v for k, v in row.items() if k != "trains_with"}
                        for row in comparison_rows(runs, analysis, searches, cfg.batch_size)],
-        "arms": {n: {"hyperparameters": rs[0].hyperparameters, **analysis.arms[n]} for n, rs in runs.items()},
+        # Every value each arm trained with, the training ones it leaves at their default included (batch size...).
+        "arms": {n: {"hyperparameters": every_value(rs[0].hyperparameters, cfg.batch_size), **analysis.arms[n]}
+                 for n, rs in runs.items()},
         "recommendation": {
-            "name": pick, "hyperparameters": runs[pick][0].hyperparameters, "picked_by": "validation",
+            "name": pick, "hyperparameters": every_value(runs[pick][0].hyperparameters, cfg.batch_size),
+            "picked_by": "validation",
             "beats_baseline": analysis.beats_baseline, "challenger": challenger,
             "decided_by": ("confirmation" if analysis.confirmation is not None else
                            "race (exploratory)" if analysis.exploratory else None),

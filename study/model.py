@@ -221,3 +221,76 @@ def check_model(model: ModelFunction, hp: keras_tuner.HyperParameters, input_sha
         raise StudyError(f"--model {model.name}: the model outputs shape {outputs}, the data has {num_classes} "
                          "classes (a softmax over them is expected)")
     return built
+
+
+def check_values(model: ModelFunction, values: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
+                 flag: str = "--baseline") -> None:
+    """StudyError (one line) for a name `model` does not declare, or a value outside its hp.Int/hp.Float range or
+    hp.Choice list; study's own names (optimizer, learning rate, training) are checked by `config.validate_values`."""
+    from study.config import TRAINING_HYPERPARAMETERS, validate_values
+
+    hp = fixed({"optimizer": BASELINE.optimizer, "learning_rate": BASELINE.learning_rate})
+    check_model(model, hp, input_shape, num_classes)
+    declared = {p.name: p for p in hp.space if p.name not in ("optimizer", "learning_rate")}
+    validate_values(values, ["optimizer", "learning_rate", *TRAINING_HYPERPARAMETERS, *declared], flag)
+    for name, value in values.items():
+        p = declared.get(name)
+        if p is None or name in TRAINING_HYPERPARAMETERS:
+            continue
+        if isinstance(p, keras_tuner.engine.hyperparameters.Boolean) and not isinstance(value, bool):
+            raise StudyError(f"{flag}: {name} of {model.name} is true or false, got {value!r}")
+        choices = getattr(p, "values", None)
+        if choices is not None and value not in choices:
+            raise StudyError(f"{flag}: {name} of {model.name} is one of {list(choices)}, got {value!r}")
+        low, high = getattr(p, "min_value", None), getattr(p, "max_value", None)
+        if low is not None and not low <= value <= high:
+            raise StudyError(f"{flag}: {name} of {model.name} is from {low} to {high}, got {value!r}")
+
+
+def as_model_function(model) -> ModelFunction:
+    """`model=` of the Python API as a ModelFunction: None (the notebook's CNN), "MODULE:FUNCTION", a function
+    `build(hp, input_shape, num_classes)`, or a `keras_tuner.HyperModel` (its `build(hp)`).
+
+    Identity: a function importable from a module file is named as `--model` names it (module and the file's
+    sha1), so the command and Python resume each other's projects; one defined in a notebook or `python -` by its
+    module, its name and a hash of its source (of its compiled code where no source can be read).
+    """
+    if model is None:
+        return NOTEBOOK_CNN
+    if isinstance(model, ModelFunction):
+        return model
+    if isinstance(model, str):
+        return load_model_function(model_identity(model))
+    if isinstance(model, keras_tuner.HyperModel):
+        hypermodel = model
+        spec, sha1 = _identity(type(hypermodel), "build")
+        return ModelFunction(lambda hp, input_shape, num_classes: hypermodel.build(hp), spec, sha1)
+    if callable(model):
+        spec, sha1 = _identity(model, getattr(model, "__qualname__", type(model).__name__))
+        return ModelFunction(model, spec, sha1)
+    raise StudyError(f"model= takes a function build(hp, input_shape, num_classes), a keras_tuner.HyperModel or "
+                     f"'MODULE:FUNCTION', got {type(model).__name__}")
+
+
+def _identity(obj, name: str) -> tuple[str, str]:
+    import inspect
+    import marshal
+
+    module = getattr(obj, "__module__", None) or "__main__"
+    qualname = getattr(obj, "__qualname__", name)
+    spec = f"{module}:{qualname}"
+    if module != "__main__" and "." not in qualname and qualname.isidentifier():
+        try:
+            identity = model_identity(spec)
+            if identity is not None:
+                return identity["spec"], identity["sha1"]
+        except StudyError:
+            pass  # a module without a file: hashed by its source below
+    try:
+        text = inspect.getsource(obj).encode()
+    except (OSError, TypeError):
+        code = getattr(obj, "__code__", None) or getattr(getattr(obj, "build", None), "__code__", None)
+        if code is None:
+            raise StudyError(f"model {spec}: neither its source nor its code can be read to identify it") from None
+        text = marshal.dumps(code)
+    return spec, hashlib.sha1(text).hexdigest()

@@ -108,3 +108,42 @@ def time_left_text(seconds: float, runs_left: int, ahead: int, live: str) -> str
     when = f"about {seconds / 60:.0f} min left" if seconds >= 60 else "under a minute left"
     detail = ", ".join(x for x in (f"at most {runs_left} retrainings" if ahead else "", live) if x)
     return f"; {when}" + (f" ({detail})" if detail else "")
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython with a kernel attached)."""
+    import sys
+
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class LiveLine:
+    """One line in a notebook cell that each message replaces: the progress of a long command, not thousands of
+    lines. A message with "[i/n]" or "i/n done" in it also fills a bar."""
+
+    def __init__(self):
+        from IPython.display import display
+
+        self._handle = display({"text/plain": ""}, raw=True, display_id=True)
+
+    def __call__(self, message: str) -> None:
+        import html
+        import re
+
+        found = re.search(r"\[(\d+)/(\d+)\]|(\d+)/(\d+) done", message)
+        bar = ""
+        if found:
+            done, total = (int(g) for g in (found.group(1) or found.group(3), found.group(2) or found.group(4)))
+            filled = round(20 * done / max(total, 1))
+            bar = f"[{'#' * filled}{'.' * (20 - filled)}] "
+        text = bar + message.strip().splitlines()[0][:240]
+        self._handle.update({"text/plain": text, "text/html": f"<pre>{html.escape(text)}</pre>"}, raw=True)
+
+
+def live_log():
+    """(log, Keras's verbose) for a command run from Python: one live line and no per-epoch lines in a notebook,
+    every line printed elsewhere."""
+    if in_notebook():
+        return LiveLine(), 0
+    return (lambda message: print(message, flush=True)), 2

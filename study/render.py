@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from study import plots, results, stats, storage, wording
-from study.config import BASELINE, NOTEBOOK_TEST_ACCURACY, NOTEBOOK_VAL_ACCURACY, OPTIMIZER_COMPARISON, ReportConfig
+from study.config import BASELINE, NOTEBOOK_TEST_ACCURACY, NOTEBOOK_VAL_ACCURACY, ReportConfig
 from study.formats import (
     acc_prose, acc_text, count, diff_text, duration_text, epochs_text, hp_text, interval_text, p_text, pct, seeds_text,
     span_text, value_text,
@@ -29,10 +29,13 @@ Confirmed = tuple[list[Run], list[Run]]  # the baseline's and the challenger's r
 
 
 class Writer:
-    """Saves figures (PNG) and tables (CSV) into the report folder; returns the Markdown that shows them."""
+    """Saves figures (PNG) and tables (CSV) into the report folder; returns the Markdown that shows them.
 
-    def __init__(self, root: Path):
-        self.root = root
+    `figures`: a dict that keeps every figure by name (a notebook shows them); without it each is closed once saved.
+    """
+
+    def __init__(self, root: Path, figures: dict | None = None):
+        self.root, self.figures = root, figures
         (root / "figures").mkdir()
         (root / "tables").mkdir()
 
@@ -40,7 +43,10 @@ class Writer:
         import matplotlib.pyplot as plt
 
         fig.savefig(self.root / "figures" / f"{name}.png", dpi=100)
-        plt.close(fig)
+        if self.figures is None:
+            plt.close(fig)
+        else:
+            self.figures[name] = fig
         return f"![{alt}](figures/{name}.png)"
 
     def table(self, frame: pd.DataFrame, name: str, shown: pd.DataFrame | None = None) -> str:
@@ -51,12 +57,14 @@ class Writer:
 
 def render(root: Path, cfg: ReportConfig, data, searches: list[Search], runs: Runs, analysis: stats.Analysis,
            warnings: list[str], invocation: dict[str, Any] | None = None,
-           models: list[dict[str, Any]] | None = None, confirmed: Confirmed | None = None) -> None:
+           models: list[dict[str, Any]] | None = None, confirmed: Confirmed | None = None,
+           figures: dict | None = None) -> None:
     """Write report.md, figures/, tables/, metrics.json and config.json into `root`.
 
-    `models`: the model files `study.report` exported into `root/models/`, listed in their own section.
+    `models`: the model files `study.report` exported into `root/models/`, listed in their own section;
+    `figures`: filled with every figure by name, kept open.
     """
-    out = Writer(root)
+    out = Writer(root, figures)
     hyperparameters = {name: rs[0].hyperparameters for name, rs in runs.items()}
     summary = wording.summary_text(analysis, hyperparameters, cfg, bool(searches))
     sections = [
@@ -128,7 +136,9 @@ def data_section(data, out: Writer) -> str:
 
 def baseline_section(first: Run, summary: dict[str, Any], data, cfg: ReportConfig, out: Writer) -> str:
     """The baseline in detail: curves, test accuracy, per-class report, confusion matrix, examples."""
-    whose = "The notebook's model and recipe" if cfg.model is None else f"`{cfg.model['spec']}` at its defaults"
+    whose = ("The notebook's model and recipe" if cfg.model is None else f"`{cfg.model['spec']}` at its defaults")
+    if cfg.baseline:
+        whose = f"{whose}, changed by --baseline {', '.join(f'{k}={v}' for k, v in cfg.baseline.items())}"
     names = list(data.class_names)
     report, matrix = stats.classification(data.y_test, first.y_pred, names)
     per_class = pd.DataFrame([{"class": k, **v} for k, v in report.items() if isinstance(v, dict)])
@@ -152,47 +162,52 @@ def baseline_section(first: Run, summary: dict[str, Any], data, cfg: ReportConfi
     ])
 
 
-def optimizer_arms(runs: Runs) -> dict[str, str]:
-    """{optimizer: its arm}: the baseline for Adam, else the arm named after the optimizer ("sgd = grid best")."""
-    out = {}
-    for optimizer in OPTIMIZER_COMPARISON:
-        wanted = "baseline" if optimizer == BASELINE.optimizer else optimizer
-        out[optimizer] = next(name for name in runs if name.split(" = ")[0] == wanted)
+def optimizer_arms(runs: Runs, compared: tuple[str, ...]) -> dict[str, str]:
+    """{arm: its optimizer}: the baseline, then each optimizer arm that ran (named after it: "sgd = grid best")."""
+    out = {"baseline": runs["baseline"][0].hyperparameters["optimizer"]}
+    for optimizer in compared:
+        out.update({name: optimizer for name in runs if name.split(" = ")[0] == optimizer})
     return out
 
 
 def optimizers_section(runs: Runs, analysis: stats.Analysis, data, cfg: ReportConfig, out: Writer) -> str:
-    """Adam, SGD and RMSprop from the same initial weights and data order, compared in pairs."""
-    arms = optimizer_arms(runs)
+    """The baseline and each optimizer compared, from the same initial weights and data order, in pairs."""
+    arms = optimizer_arms(runs, cfg.optimizers_compared)
+    if len(arms) == 1:
+        return ""
     rows = []
-    for optimizer, arm in arms.items():
-        row = {"optimizer": optimizer, "learning_rate": OPTIMIZER_COMPARISON[optimizer], **analysis.arms[arm]}
+    for arm, optimizer in arms.items():
+        row = {"optimizer": optimizer, "learning_rate": runs[arm][0].hyperparameters["learning_rate"],
+               **analysis.arms[arm]}
         rows.append({**row, **comparison_columns(analysis.comparisons.get(arm))})
     keys = ["optimizer", "learning_rate", "final_train_accuracy", "final_val_accuracy", "best_val_accuracy",
             "best_epoch", "test_accuracy", "test_accuracy_std", "diff_vs_baseline", "diff_ci_low", "diff_ci_high",
             "p_value", "p_holm", "better", "seconds"]
     frame = pd.DataFrame([{k: r.get(k) for k in keys} for r in rows])
     shown = pd.DataFrame([{
-        "optimizer": r["optimizer"], "learning rate": value_text(r["learning_rate"]),
+        "optimizer": r["optimizer"] + (" (the baseline)" if i == 0 else ""),
+        "learning rate": value_text(r["learning_rate"]),
         "final train accuracy": pct(r["final_train_accuracy"]), "final val accuracy": pct(r["final_val_accuracy"]),
         "best val accuracy": pct(r["best_val_accuracy"]), "epoch of best": f"{r['best_epoch']:g}",
         "test accuracy (mean ± sd over seeds)": f"{acc_text(r)}{_over(r)}",
         "vs baseline (95% interval)": f"{diff_text(r)}{_shared(r)}", "seconds": f"{r['seconds']:.0f}",
-    } for r in rows])
-    curves = {f"{o} (lr {value_text(OPTIMIZER_COMPARISON[o])})": {"val_accuracy": list(np.mean(
-        [r.history["val_accuracy"] for r in runs[arm]], axis=0))} for o, arm in arms.items()}
-    same = not set(arms.values()) & set(differing_initial_weights(runs))
+    } for i, r in enumerate(rows)])
+    curves = {f"{r['optimizer']} (lr {value_text(r['learning_rate'])})": {"val_accuracy": list(np.mean(
+        [run.history["val_accuracy"] for run in runs[arm]], axis=0))} for arm, r in zip(arms, rows)}
+    same = not set(arms) & set(differing_initial_weights(runs))
     md = [
         "## Optimizers",
         "Each optimizer at Keras's default learning rate (what `compile(optimizer=\"sgd\")` gives), the "
         "baseline's other hyperparameters, trained from scratch "
         + ("from identical initial weights" if same else "(initial weights DIFFER)")
-        + " with the same data order (per seed); Adam is the baseline run. Means over the seeds each ran; each "
-        "optimizer is compared with Adam seed by seed (" + wording.method_text(analysis) + ").",
+        + f" with the same data order (per seed); the baseline ({hp_text(runs['baseline'][0].hyperparameters)}) is "
+        "the first row. Means over the seeds each ran; each optimizer is compared with the baseline seed by seed ("
+        + wording.method_text(analysis) + ").",
         out.table(frame, "optimizers", shown),
         out.figure(plots.validation_curves(curves), "optimizer_validation", "validation accuracy per optimizer"),
     ]
-    if _is_cifar10(data) and cfg.model is None:
+    notebooks = cfg.model is None and not cfg.baseline and cfg.compare_optimizers is None
+    if _is_cifar10(data) and notebooks:
         md.append(notebook_text(rows))
     return "\n\n".join(md)
 

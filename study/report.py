@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from study import arms as arms_lib
 from study import cli, devices, export, locks, racing, retrain, runtime, stats
 from study.config import (
-    BASELINE, DataConfig, ReportConfig, StudyError, config_key, model_identity,
+    BASELINE, OPTIMIZERS, DataConfig, ReportConfig, StudyError, config_key, model_identity, parse_assignments,
+    validate_values,
 )
 from study.records import MODELS_FOLDER, RUNS_FOLDER, RunStore, Search, find_searches
 
@@ -70,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "start over (without it, a report of other searches, data or training settings is refused)")
     p.add_argument("--final-fit", action="store_true", help="also train the recommended configuration once on the "
                    "training and validation images together, saved as <output>/models/final.keras")
+    p.add_argument("--baseline", metavar="NAME=VALUE,...", help="the recipe every arm is compared with, as changes "
+                   "to the model's defaults, e.g. optimizer=sgd,learning_rate=0.05,batch_size=128 (default: the "
+                   "notebook's, or a --model's own defaults)")
+    p.add_argument("--compare-optimizers", metavar="LIST", help="the optimizer arms, each at Keras's default "
+                   "learning rate with the baseline's other values: a comma-separated list from "
+                   f"{', '.join(OPTIMIZERS)}, or none (default: sgd,rmsprop for the notebook's CNN, none for a "
+                   "--model)")
     p.add_argument("--reuse", action="append", default=[], metavar="REPORT", help="reuse the saved runs of another "
                    "report folder where they have this report's settings, instead of training them (copied into "
                    "runs/, listed as reused, their compute not counted as this report's; repeatable)")
@@ -113,6 +121,8 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
         )
     data, data_from = _data_config(args, searches)
     seed = first_seed(args.seed, searches, args.seeds, args.confirm_seeds)
+    baseline = parse_assignments(args.baseline) if args.baseline else {}
+    compare = _optimizers(args.compare_optimizers)
     model = model_identity(args.model) if args.model else (searches[0].config.model if searches else None)
     for s in searches:
         if s.config.model != model:
@@ -124,12 +134,29 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
         final_fit=args.final_fit, backend=runtime.keras_backend(), parallel=args.parallel,
         candidates=args.candidates, min_seeds=args.min_seeds, confirm_seeds=args.confirm_seeds,
         reuse=tuple(args.reuse), searches={s.name: s.config.identity() for s in searches},
+        baseline=baseline, compare_optimizers=compare,
     )
+    if cfg.model is None:  # a --model's own names are checked once it is loaded (report.run)
+        validate_values(baseline)
     elsewhere = sorted({s.name for s in searches if s.config.backend != cfg.backend})
     if elsewhere:
         warnings.append(f"{', '.join(elsewhere)} searched on another Keras backend than this report's {cfg.backend}: "
                         "their validation accuracies and the retrainings below are computed differently")
     return cfg, warnings
+
+
+def _optimizers(text: str | None) -> tuple[str, ...] | None:
+    """--compare-optimizers: a list of optimizers, or none."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in OPTIMIZERS]
+    if unknown or not names:
+        raise StudyError(f"--compare-optimizers: unknown optimizer {unknown[0] if unknown else text!r}; choose from "
+                         f"{', '.join(OPTIMIZERS)}, or none")
+    return names
 
 
 def first_seed(seed: int | None, searches: list[Search], seeds: int, confirm_seeds: int) -> int:
@@ -221,22 +248,26 @@ def _changed(cfg: ReportConfig, output: Path) -> list[str]:
 # --- training and the answer -------------------------------------------------------------------------
 
 def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=print, verbose: int | str = 2,
-        command: str | None = None) -> Path:
-    """Load the data, retrain what is not saved yet, write the report; returns the report folder."""
+        command: str | None = None, model: ModelFunction | None = None, figures: dict | None = None) -> Path:
+    """Load the data, retrain what is not saved yet, write the report; returns the report folder.
+
+    `model`: the `ModelFunction` `cfg.model` names, when the caller has it; `figures`: filled with the report's
+    figures by name (the notebook's view of them).
+    """
     from study.data import load_dataset
 
     # Labels, samples and the test images kept encoded: what planning and rendering need. The training
     # images are decoded only when something is left to train, so rendering alone takes seconds.
     # The notebook's CNN needs no TensorFlow to be planned: rendering alone then imports none. A --model
     # that cannot be imported answers before any image is decoded.
-    model = _load_model(cfg) if cfg.model is not None else None
+    model = model or (_load_model(cfg) if cfg.model is not None else None)
     data = load_dataset(cfg.data, keep_test="encoded", keep_train=False)
     log(data.describe())
     for w in warnings:
         log(f"warning: {w}")
     output = Path(cfg.output)
     store = RunStore(output / RUNS_FOLDER, cfg.settings(cfg.backend), tuple(Path(r) / RUNS_FOLDER for r in cfg.reuse))
-    arms = arms_lib.plan(searches, _baseline(model, data), cfg.batch_size, cfg.candidates)
+    arms = arms_lib.plan(searches, _baseline(model, data, cfg), cfg.batch_size, cfg.candidates, cfg.optimizers_compared)
     n_test = len(data.y_test)
     state = arms_lib.race(store, arms, cfg, n_test)
     pairs = arms_lib.confirmation_jobs(store, arms, state, cfg, n_test)
@@ -252,7 +283,7 @@ def run(cfg: ReportConfig, searches: list[Search], warnings: list[str], log=prin
     invocation = {"command": command}
     _write(output, cfg, data, searches, runs, analysis, warnings, invocation,
            lambda folder: export.export_models(folder, models, model, data.input_shape, data.num_classes,
-                                        previous=output / MODELS_FOLDER), confirmation)
+                                        previous=output / MODELS_FOLDER), confirmation, figures)
     log(f"report: {output / 'report.md'}")
     return output
 
@@ -313,12 +344,14 @@ def _load_model(cfg: ReportConfig) -> ModelFunction:
     return model_lib.load_model_function(cfg.model)
 
 
-def _baseline(model: ModelFunction | None, data) -> dict[str, Any]:
+def _baseline(model: ModelFunction | None, data, cfg: ReportConfig) -> dict[str, Any]:
+    """The baseline's hyperparameters: the model's defaults (the notebook's), changed by --baseline."""
     if model is None:
-        return BASELINE.hyperparameters()
+        return {**BASELINE.hyperparameters(), **cfg.baseline}
     from study import model as model_lib
 
-    return model_lib.default_hyperparameters(model, data.input_shape, data.num_classes)
+    model_lib.check_values(model, cfg.baseline, data.input_shape, data.num_classes)
+    return {**model_lib.default_hyperparameters(model, data.input_shape, data.num_classes), **cfg.baseline}
 
 
 def _say_what_is_saved(store: RunStore, all_jobs: list, state: racing.Race, pairs: list[retrain.Job],
@@ -342,7 +375,7 @@ def _say_what_is_saved(store: RunStore, all_jobs: list, state: racing.Race, pair
 
 
 def _write(output: Path, cfg: ReportConfig, data, searches, runs, analysis, warnings, invocation: dict[str, Any],
-           export: Callable[[Path], list[dict[str, Any]]], confirmation=None) -> None:
+           export: Callable[[Path], list[dict[str, Any]]], confirmation=None, figures: dict | None = None) -> None:
     """Export the model files and render into a temporary folder beside `output`, carry the saved runs over,
     and swap it in whole."""
     from study.render import render
@@ -351,7 +384,7 @@ def _write(output: Path, cfg: ReportConfig, data, searches, runs, analysis, warn
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     try:
         models = export(tmp / MODELS_FOLDER)
-        render(tmp, cfg, data, searches, runs, analysis, warnings, invocation, models, confirmation)
+        render(tmp, cfg, data, searches, runs, analysis, warnings, invocation, models, confirmation, figures)
         if (output / "README.md").exists():  # the repository's reports/README.md stays
             shutil.copy2(output / "README.md", tmp / "README.md")
         if (output / RUNS_FOLDER).exists():

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from study import runtime
-from study.config import ReportConfig
+from study.config import ReportConfig, StudyError
 from study.records import Run, RunStore, machine_kind
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def run_jobs(data, store: RunStore, jobs: list[Job], cfg: ReportConfig, model: M
         # Every worker gets the data whole, the test images decoded: an encoded copy cannot be sent.
         shared = dataclasses.replace(data, x_test=np.asarray(data.x_test))
         parallel.run_side_by_side(_job_in_worker, [(job,) for job in jobs], workers, initializer=_start_worker,
-                                  initargs=(shared, cfg), started=starting, finished=finished)
+                                  initargs=(shared, cfg, pickled_model(model)), started=starting, finished=finished)
         return
     for i, job in enumerate(jobs, 1):
         starting(i, (job,))
@@ -177,10 +177,24 @@ def run_jobs(data, store: RunStore, jobs: list[Job], cfg: ReportConfig, model: M
 _WORKER: dict[str, Any] = {}  # what a worker process of the side-by-side retrainings holds
 
 
-def _start_worker(data, cfg: ReportConfig) -> None:
-    from study.model import load_model_function
+def pickled_model(model: ModelFunction | None) -> bytes | None:
+    """The model function as a worker process receives it: by value (cloudpickle, as Dask sends functions), so a
+    function defined in a notebook reaches it too; StudyError in one line where it cannot be sent."""
+    if model is None or model.spec is None:
+        return None
+    import cloudpickle
 
-    _WORKER.update(data=data, cfg=cfg, model=load_model_function(cfg.model) if cfg.model is not None else None)
+    try:
+        return cloudpickle.dumps(model)
+    except Exception as e:  # the user's closure: whatever it holds that cannot travel
+        raise StudyError(f"model {model.spec} cannot be sent to worker processes ({type(e).__name__}: {e}); define "
+                         "it in a .py file, or train one at a time (parallel=1)") from None
+
+
+def _start_worker(data, cfg: ReportConfig, model: bytes | None) -> None:
+    import cloudpickle
+
+    _WORKER.update(data=data, cfg=cfg, model=cloudpickle.loads(model) if model is not None else None)
 
 
 def _job_in_worker(job: Job) -> list[Trained]:

@@ -206,12 +206,13 @@ def distributed_role(cfg: SearchConfig) -> str | None:
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
-def run(cfg: SearchConfig, log=print, command: str | None = None):
+def run(cfg: SearchConfig, log=print, command: str | None = None, model=None, verbose: int | str = "auto"):
     """Check the project, load the data, run (or resume) the search, write the tables; returns the trials DataFrame.
 
     `command` (the command line) is recorded in config.json for the report's provenance. The project is
     held by this process throughout (study.locks): a second search on it is refused. A worker of a
-    distributed search runs under its chief's hold, and takes none.
+    distributed search runs under its chief's hold, and takes none. `model`: the `study.model.ModelFunction`
+    that `cfg.model` names, when the caller has it (a function of a notebook); `verbose`: Keras's, per epoch.
     """
     role = distributed_role(cfg)
     owner = role != "worker" and not locks.held_by_parent()
@@ -220,8 +221,13 @@ def run(cfg: SearchConfig, log=print, command: str | None = None):
         resuming = check_project(cfg) if role != "worker" else False
         at_once = trials_at_once(cfg, role)
         if at_once == 1:
-            return _run_checked(cfg, role, resuming, log, command)
-        from study import parallel_search
+            return _run_checked(cfg, role, resuming, log, command, model, verbose)
+        from study import arrays, parallel_search
+
+        if arrays.named(cfg.data.data_dir) or (model is not None and model.spec and model.spec.startswith("__main__")):
+            raise StudyError("--parallel runs its trials in processes of their own, which cannot receive arrays in "
+                             "memory or a function defined in a notebook: save the images with "
+                             "tools/make_archive.py and the function in a .py file, or search with parallel=1")
 
         # --overwrite is the chief's to carry out, once it has loaded the data.
         status = parallel_search.run(cfg, at_once, command or PROG, log)
@@ -255,7 +261,8 @@ def _grid_points(cfg: SearchConfig) -> int:
     return math.prod(len(values) for values in cfg.space.values().values())
 
 
-def _run_checked(cfg: SearchConfig, role: str | None, resuming: bool, log, command: str | None):
+def _run_checked(cfg: SearchConfig, role: str | None, resuming: bool, log, command: str | None, model=None,
+                 verbose: int | str = "auto"):
     # Heavy imports (TensorFlow) only once the arguments and the project are known to be good.
     with runtime.without_notebook_modules():
         from study import model as model_lib
@@ -264,7 +271,8 @@ def _run_checked(cfg: SearchConfig, role: str | None, resuming: bool, log, comma
         from study.tuners import build_tuner
     from study.data import load_dataset
 
-    model = model_lib.load_model_function(cfg.model)  # an unknown function: refused before any image is decoded
+    # An unknown function: refused before any image is decoded.
+    model = model or model_lib.load_model_function(cfg.model)
     data = load_dataset(cfg.data, keep_test=False)  # before anything is written: bad data leaves no trace
     log(data.describe())
     hypermodel = StudyHyperModel(
@@ -276,7 +284,7 @@ def _run_checked(cfg: SearchConfig, role: str | None, resuming: bool, log, comma
     tuner = build_tuner(cfg, hypermodel, log=log)
     _announce(cfg, role, tuner, resuming, log)
     try:
-        _search(tuner, data, cfg)
+        _search(tuner, data, cfg, verbose)
     finally:
         # The chief holds the trials; a worker's folder may not (without a shared filesystem).
         if role != "worker":
@@ -350,7 +358,7 @@ def _announce(cfg: SearchConfig, role: str | None, tuner, resuming: bool, log) -
         log(f"TensorBoard logs: {cfg.tensorboard_dir} (tensorboard --logdir {cfg.tensorboard})")
 
 
-def _search(tuner, data, cfg: SearchConfig) -> None:
+def _search(tuner, data, cfg: SearchConfig, verbose: int | str = "auto") -> None:
     """tuner.search without the warnings a user can do nothing about; CommandFailed after too many failures."""
     from sklearn.exceptions import ConvergenceWarning
 
@@ -367,7 +375,8 @@ def _search(tuner, data, cfg: SearchConfig) -> None:
             # is not built yet: Keras warns on every such trial that the optimizer state restarts
             # (as it does in Keras Tuner; README, "Cheaper searches").
             warnings.filterwarnings("ignore", message=r"Skipping variable loading for optimizer")
-            tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), callbacks=callbacks)
+            tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), callbacks=callbacks,
+                         verbose=verbose)
     except RuntimeError as e:
         if "consecutive failures" not in str(e):
             raise

@@ -143,7 +143,7 @@ def selection_text() -> str:
 
 def decision_text(analysis: stats.Analysis, cfg: ReportConfig) -> str:
     """How the recommendation was made: validation picks the challenger, fresh seeds confirm it or not."""
-    if analysis.exploratory or (analysis.challenger is not None and analysis.confirmation is None):
+    if analysis.exploratory or not cfg.confirm_seeds:
         return ("The challenger is the configuration with the best mean validation accuracy of the race's runs; "
                 "with `--confirm-seeds 0` its own paired test difference on those runs decides (positive, "
                 "uncorrected p below 0.05): an exploratory claim, optimistic for the challenger.")

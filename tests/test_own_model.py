@@ -63,10 +63,12 @@ def test_search_and_report_of_a_model_given_as_a_file(tiny_data, tiny_model, tmp
     assert report.main(["--directory", str(tmp_path / "runs"), "--output", str(out), "--epochs", "1",
                         "--seeds", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
+    training = {"batch_size": 64, "augmentation": "none", "schedule": "constant", "weight_decay": 0.0,
+                "label_smoothing": 0.0}  # every value it trains with, recorded
     assert metrics["arms"]["baseline"]["hyperparameters"] == {
-        "optimizer": "adam", "learning_rate": 0.001, "width": 4, "batch_norm": False}  # the model's defaults
+        "optimizer": "adam", "learning_rate": 0.001, "width": 4, "batch_norm": False, **training}  # model's defaults
     best = metrics["arms"]["grid best"]["hyperparameters"]
-    assert set(best) == {"optimizer", "learning_rate", "width", "batch_norm"} and isinstance(best["width"], int)
+    assert set(best) == {"optimizer", "learning_rate", "width", "batch_norm", *training} and isinstance(best["width"], int)
     text = (out / "report.md").read_text()
     assert "width=" in text and "Against the notebook" not in text
     assert not (out / "figures" / "dropout_grid.png").exists()  # the dropout figure is the notebook CNN's
