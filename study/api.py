@@ -42,8 +42,9 @@ def _argv(parser: argparse.ArgumentParser, flags: dict[str, Any], what: str) -> 
         if value is True and action.nargs == 0:
             argv.append(option)
         elif isinstance(action, argparse._AppendAction):
-            for item in (value if isinstance(value, (list, tuple)) else [value]):
-                argv += [option, str(item)]
+            items = [value] if isinstance(value, str) or not isinstance(value, (list, tuple)) else value
+            for item in items:
+                argv += [option, ",".join(map(str, item)) if isinstance(item, (list, tuple)) else str(item)]
         elif isinstance(value, dict):
             argv += [option, ",".join(f"{k}={v}" for k, v in value.items())]
         elif isinstance(value, (list, tuple)):
@@ -123,6 +124,30 @@ class Study:
         return Report(Path(cfg.output), figures)
 
 
+    def ablate(self, **flags) -> Ablation:
+        """Which of the report's changes carries its gain: any flag of `python -m study.ablate` as a keyword
+        (`target={"batch_size": 32}`, `group=[("dropout_1", "dropout_2", "dropout_3")]`, `seeds=5`); the report is
+        the study's own `output` unless `report=` names another."""
+        from study import ablate as ablate_command
+        from study import locks
+
+        _no_model(flags)
+        flags = {"report": self.output, **flags}
+        argv = _argv(ablate_command.build_parser(), flags, "ablate")
+        args = ablate_command.build_parser().parse_args(argv)
+        cfg = ablate_command.parse_config(args)
+        from study import ablation
+
+        ablation.plan(cfg)
+        ablate_command.check_output(cfg, args.overwrite)
+        log, verbose = progress.live_log()
+        figures: dict = {}
+        with locks.hold(Path(cfg.output), "study.Study.ablate", what="ablation"):
+            ablate_command.run(cfg, log=log, verbose=verbose, command=shlex.join(["study.Study.ablate", *argv]),
+                               model=self.model if self.model.spec else None, figures=figures)
+        return Ablation(Path(cfg.output), figures)
+
+
 def _no_model(flags: dict[str, Any]) -> None:
     if "model" in flags:
         raise StudyError("model= belongs to the study: study.Study(data, model=...), one model per study")
@@ -196,3 +221,31 @@ class Report:
         shown = pd.read_csv(self.folder / "tables" / "final_comparison.csv")
         return (f"<p>{text}</p><p>Report: <code>{self.folder / 'report.md'}</code></p>"
                 + shown.to_html(index=False, float_format=lambda x: f"{x:.4f}", na_rep=""))
+
+
+class Ablation:
+    """A rendered ablation: its answer, its two views as DataFrames, and its figures."""
+
+    def __init__(self, folder: Path, figures: dict | None = None):
+        self.folder, self.figures = Path(folder), dict(figures or {})
+        self.numbers = json.loads((self.folder / "ablation.json").read_text())
+
+    @property
+    def one_at_a_time(self) -> pd.DataFrame:
+        return pd.read_csv(self.folder / "tables" / "one_at_a_time.csv")
+
+    @property
+    def path(self) -> pd.DataFrame:
+        return pd.read_csv(self.folder / "tables" / "path.csv")
+
+    @property
+    def answer(self) -> str:
+        from study import wording
+
+        return wording.ablation_answer(self.numbers)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return (f"<p>{html.escape(self.answer)}</p>" + self.one_at_a_time.to_html(index=False, na_rep="")
+                + self.path.to_html(index=False, na_rep=""))

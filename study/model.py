@@ -227,7 +227,8 @@ def check_values(model: ModelFunction, values: dict[str, Any], input_shape: tupl
                  flag: str = "--baseline") -> None:
     """StudyError (one line) for a name `model` does not declare, or a value outside its hp.Int/hp.Float range or
     hp.Choice list; study's own names (optimizer, learning rate, training) are checked by `config.validate_values`."""
-    from study.config import TRAINING_HYPERPARAMETERS, validate_values
+    from study.config import TRAINING_HYPERPARAMETERS
+    from study.values import validate_values
 
     hp = fixed({"optimizer": BASELINE.optimizer, "learning_rate": BASELINE.learning_rate})
     check_model(model, hp, input_shape, num_classes)

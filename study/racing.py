@@ -107,10 +107,11 @@ class Race:
 
 
 def race(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int], min_seeds: int,
-         baseline: str = "baseline") -> Race:
+         baseline: str | None = "baseline") -> Race:
     """Replay the race on the saved runs up to the first round with a run missing.
 
     `arms`: {name: hyperparameters}, the baseline among them. `min_seeds` >= len(seeds): no racing.
+    `baseline` None: a race for the best of the arms, whose survivors all get every seed (an ablation's step).
     """
     saved = _remembered(saved)
     dropped: dict[str, tuple[int, str]] = {}  # {name: (seeds run, why)}
@@ -120,7 +121,7 @@ def race(arms: Mapping[str, dict[str, Any]], saved: Saved, seeds: Sequence[int],
             val = {name: {s: saved(arms[name], s).final_val_accuracy for s in seeds[:r]} for name in live}
             dropped.update({name: (r, why) for name, why in drops(val, arms, len(seeds), baseline).items()})
             live = [name for name in live if name not in dropped]
-            if dropped and not _challengers(live, arms, baseline):
+            if baseline is not None and dropped and not _challengers(live, arms, baseline):
                 # Nothing is left to beat the baseline: its further seeds would have no purpose.
                 return _state(arms, saved, seeds, r, dropped, [], over=True)
         todo = _distinct([(arms[name], seed) for name in live if saved(arms[name], seed) is None])
@@ -136,7 +137,7 @@ def _challengers(live: Sequence[str], arms: Mapping[str, dict[str, Any]], baseli
 
 
 def drops(val: Mapping[str, Mapping[int, float]], arms: Mapping[str, dict[str, Any]], most_seeds: int,
-          baseline: str = "baseline") -> dict[str, str]:
+          baseline: str | None = "baseline") -> dict[str, str]:
     """{arm: why} for the arms to drop, given their validation accuracies ({name: {seed: accuracy}}).
 
     WORSE: worse than the leader (the live arm with the best mean, the baseline included) beyond the
@@ -144,13 +145,14 @@ def drops(val: Mapping[str, Mapping[int, float]], arms: Mapping[str, dict[str, A
     the arms that could be dropped: it can be neither the challenger nor better than the baseline.
     CANNOT_BEAT: even `most_seeds` seeds could not show it beating the baseline (`stats.cannot_beat`).
     The baseline is never dropped, nor an arm with its configuration; arms with one configuration are one arm.
+    `baseline` None: a race for the best arm alone (an ablation's step), WORSE only.
     """
     first = stats.stand_ins({name: arms[name] for name in val}, baseline)
     distinct = {name: val[name] for name in val if first[name] == name}
     if len(distinct) < 2:
         return {}
     leader, compared = stats.compare_to_leader(distinct)
-    why = {name: CANNOT_BEAT for name in stats.cannot_beat(distinct, baseline, most_seeds)}
+    why = {name: CANNOT_BEAT for name in stats.cannot_beat(distinct, baseline, most_seeds)} if baseline else {}
     why.update({name: WORSE for name, c in stats.holm({n: c for n, c in compared.items() if n != baseline}).items()
                 if stats.verdict(c) == "worse"})
     return {name: why[first[name]] for name in val if first[name] in why}

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from study import arms as arms_lib
 from study import cli, devices, export, locks, racing, retrain, runtime, stats
 from study.config import (
-    BASELINE, OPTIMIZERS, DataConfig, ReportConfig, StudyError, config_key, model_identity, parse_assignments,
-    validate_values,
+    BASELINE, OPTIMIZERS, DataConfig, ReportConfig, StudyError, config_key, model_identity,
 )
 from study.records import MODELS_FOLDER, RUNS_FOLDER, RunStore, Search, find_searches
+from study.values import parse_assignments, validate_values
 
 if TYPE_CHECKING:
     from study.model import ModelFunction

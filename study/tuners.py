@@ -30,6 +30,54 @@ from study.results import HISTORY_FILE
 Status = trial_module.TrialStatus
 
 
+class EpochClock(keras.callbacks.Callback):
+    """Each epoch's wall time, and how much of it was one-off warm-up.
+
+    The first training and the first validation batch of a fit trace their functions: their excess
+    over the second batch is warm-up. That splits a trial's cost into a fixed part and a cost per
+    epoch from the first trial on, even when every trial so far ran 1 epoch (Hyperband).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epoch_seconds: list[float] = []
+        self._first_batches: dict[str, list[float]] = {"train": [], "test": []}
+        self._started = {}
+
+    def __deepcopy__(self, memo):
+        return self  # Keras Tuner deep-copies callbacks for each execution: keep the one that is read
+
+    @property
+    def warmup_seconds(self) -> float:
+        return sum(d[0] - min(d[1:], default=0.0) for d in self._first_batches.values() if d)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started["epoch"] = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(time.perf_counter() - self._started["epoch"])
+
+    def _begin(self, kind):
+        if len(self._first_batches[kind]) < 2:
+            self._started[kind] = time.perf_counter()
+
+    def _end(self, kind):
+        if len(self._first_batches[kind]) < 2:
+            self._first_batches[kind].append(time.perf_counter() - self._started[kind])
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._begin("train")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._end("train")
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._begin("test")
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._end("test")
+
+
 class _StudyTuner(keras_tuner.Tuner):
     """A Keras Tuner tuner that saves histories and timings and prints a line per trial."""
 
@@ -94,7 +142,7 @@ class _StudyTuner(keras_tuner.Tuner):
                 # A trial always runs from scratch, a resumed one too: drop what an attempt that died wrote.
                 logs = self._get_tensorboard_dir(callback.log_dir, self._tensorboard_name(trial), 0)
                 shutil.rmtree(Path(logs).parent, ignore_errors=True)
-        clock = progress.EpochClock()
+        clock = EpochClock()
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), clock]
         histories = super().run_trial(trial, *args, **kwargs)
         self._histories[trial.trial_id] = {

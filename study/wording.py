@@ -226,3 +226,65 @@ def notebook_prose() -> str:
             "whose compression costs the model a little accuracy. And the notebook's SGD and RMSprop runs continued "
             "training the Adam model's weights, so their validation accuracies measured a fine-tuned Adam model, not "
             "the optimizers: here each optimizer starts from the same initial weights.")
+
+
+# --- the ablation's sentences ------------------------------------------------------------------------
+
+def _beyond(d: dict[str, Any]) -> bool:
+    p = d.get("p_holm")
+    return (p if p is not None and p == p else d["p_value"]) < stats.ALPHA
+
+
+def ablation_answer(numbers: dict[str, Any]) -> str:
+    """The ablation in a sentence or two: which components carry the gain, which add nothing beyond the noise."""
+    total = numbers["total"]
+    known = total["ci_low"] is not None and total["ci_low"] == total["ci_low"]  # null or NaN: no spread over seeds
+    gain = (f"{points(total['mean'])} points ({points(total['ci_low'])} to {points(total['ci_high'])})" if known
+            else f"{points(total['mean'])} points (the same in every seed: no interval)")
+    if not total["beyond_noise"]:
+        return (f"The target's gain over the source, {gain}, is within the noise: no component can carry a gain "
+                "beyond it.")
+    added = {e["component"]: e for e in numbers["one_at_a_time"]["added"]}
+    removed = {e["component"]: e for e in numbers["one_at_a_time"]["removed"]}
+    matters = [c for c in added if _beyond(added[c]["diff_vs_source"]) or _beyond(removed[c]["diff_vs_target"])]
+    nothing = [c for c in added if c not in matters]
+    shares = {e["component"]: e["share_of_total"] or 0.0 for e in numbers["path"]}
+    top = max(shares, key=shares.get) if shares else None
+    parts = []
+    if top is not None and top in matters:
+        parts.append(f"Most of the {gain} gain is {top}: {100 * shares[top]:.0f}% of it on the path, "
+                     f"{points(added[top]['diff_vs_source']['mean'])} points added to the source, "
+                     f"{points(removed[top]['diff_vs_target']['mean'])} removed from the target")
+    others = [c for c in matters if c != top]
+    if others:
+        parts.append(f"{_and(others)} also {'matters' if len(others) == 1 else 'matter'} beyond the noise")
+    if nothing:
+        parts.append(f"{_and(nothing)} {'adds' if len(nothing) == 1 else 'add'} nothing beyond the noise, "
+                     "added or removed")
+    interacting = [c for c in added if _beyond(added[c]["interaction"])]
+    if interacting:
+        parts.append(f"{_and(interacting)} {'interacts' if len(interacting) == 1 else 'interact'} beyond the "
+                     "noise (it helps the source and the target unequally)")
+    if not parts:
+        parts.append(f"The {gain} gain is beyond the noise, but no single component's is: it takes several together")
+    return "; ".join(parts) + "."
+
+
+def ablation_seeds_text() -> str:
+    return ("the report's confirmation seeds and the next ones, which no search and no race trained, so every "
+            "difference below is paired by seed and none rests on a run that helped pick a configuration.")
+
+
+def one_at_a_time_text() -> str:
+    return ("The source plus each component alone, and the target minus each component alone, every configuration on "
+            "every seed: the confirmatory view. Each difference is paired by seed (a paired t-test and its 95% "
+            "interval), its p-value corrected with Holm's method over the components. A component's interaction is its "
+            "gain when added to the source minus its loss when removed from the target, seed by seed: near 0 when it "
+            "helps alike on both sides; beyond the noise when another component stands in for it, or needs it.")
+
+
+def path_text() -> str:
+    return ("From the source, each step adds the remaining change that helps most on validation (Fawcett & Hoos's "
+            "greedy path); a step's candidates are raced on validation, the one it takes has every seed. The order "
+            "was chosen on validation, so the test numbers here describe it and are not a confirmatory test; each "
+            "step's share of the total gain is given only where the total gain is beyond the noise.")

@@ -2,6 +2,7 @@
 
 Usage: python tests/crash_runner.py [--no-tensorflow] [--crafted FILE] POINT -- SEARCH_ARGS...
        python tests/crash_runner.py [--no-tensorflow] [--crafted FILE] POINT -- report REPORT_ARGS...
+       python tests/crash_runner.py --crafted ablation POINT -- ablate ABLATE_ARGS...
 --no-tensorflow makes `import tensorflow` fail in this process, as where TensorFlow is not installed
 (with KERAS_BACKEND=jax or torch: on TensorFlow's own backend Keras itself cannot start then).
 --crafted FILE: the report's retrainings train nothing; FILE (JSON) gives each one's accuracy,
@@ -97,10 +98,16 @@ def _craft(path: str) -> None:
     from study import runtime
     from study.records import Run
 
-    accuracies = json.loads(open(path).read())
+    if path == "ablation":  # the ablation tests' own accuracies (tests/fakes.py)
+        from fakes import ablation_accuracy as accuracy
+    else:
+        accuracies = json.loads(open(path).read())
+
+        def accuracy(hyperparameters, seed):
+            return accuracies[hyperparameters["optimizer"]][str(seed)]
 
     def retrain(data, hyperparameters, seed, cfg, **kwargs):
-        acc = accuracies[hyperparameters["optimizer"]][str(seed)]
+        acc = accuracy(hyperparameters, seed)
         n = len(data.y_test)
         y_pred = np.where(np.arange(n) < round(acc * n), data.y_test, (data.y_test + 1) % data.num_classes)
         history = {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.0], "val_accuracy": [acc]}
@@ -122,8 +129,10 @@ if __name__ == "__main__":
     assert sep == "--"
     if point != "none":
         _arm(point)
-    from study import report, search
+    from study import ablate, report, search
 
     if argv[:1] == ["report"]:
         raise SystemExit(report.main(argv[1:]))
+    if argv[:1] == ["ablate"]:
+        raise SystemExit(ablate.main(argv[1:]))
     raise SystemExit(search.main(argv))

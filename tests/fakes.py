@@ -52,3 +52,10 @@ def refused(capsys, main: Callable, argv: list[str], *needles: str) -> str:
     for needle in needles:
         assert needle in err, (needle, err)
     return err
+
+
+def ablation_accuracy(hp: dict, seed: int) -> float:
+    """An ablation's crafted accuracies on 20 test images: batch 32 +5 points, flips +10, label smoothing and the
+    dropouts nothing; the seed moves every configuration alike (+5 points on odd seeds)."""
+    return (0.45 + 0.05 * (hp.get("batch_size") == 32) + 0.10 * (hp.get("augmentation") == "flip")
+            + 0.05 * (seed % 2))

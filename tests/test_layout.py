@@ -64,3 +64,16 @@ def test_functions_fit_on_a_screen_and_lines_within_120_characters():
                     long_functions.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
     assert not long_functions, long_functions
     assert not long_lines, long_lines
+
+
+def test_every_module_says_its_one_job_in_a_line_and_stays_readable_in_one_sitting():
+    oversized, undocumented = [], []
+    for path in sorted(PACKAGE.glob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 450:
+            oversized.append(f"{path.name} ({len(text.splitlines())} lines)")
+        doc = ast.get_docstring(ast.parse(text))
+        if not doc or len(doc.splitlines()[0]) > 120 or not doc.splitlines()[0].rstrip().endswith((".", ":")):
+            undocumented.append(path.name)
+    assert not oversized, oversized
+    assert not undocumented, undocumented
