@@ -44,11 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "candidates race on validation from M seeds on; the one a step takes has all K "
                    f"(default: {AblationConfig.min_seeds}; M = K: no racing)")
     p.add_argument("--parallel", type=int, metavar="K", help="retrain K configurations side by side (as the report)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="train on the workers of the Dask scheduler at ADDRESS "
+                   "(docs/distributed.md)")
+    p.add_argument("--threads", type=int, metavar="N", help="TensorFlow's threads in every retraining (default: "
+                   "TensorFlow's; with --scheduler, this machine's cores)")
     p.add_argument("--overwrite", action="store_true", help="delete the ablation in --output and start over")
     return p
 
 
 def parse_config(args: argparse.Namespace) -> AblationConfig:
+    if args.scheduler and args.parallel:
+        raise StudyError("--parallel and --scheduler: the cluster's workers decide how many retrain at once")
+    if args.threads is not None and args.threads < 1:
+        raise StudyError(f"--threads must be >= 1, got {args.threads}")
     for name in ("min_seeds", "parallel"):
         value = getattr(args, name)
         if value is not None and value < (2 if name == "min_seeds" else 1):
@@ -61,7 +69,8 @@ def parse_config(args: argparse.Namespace) -> AblationConfig:
         report=str(report), output=args.output or str(report / ABLATION_FOLDER), seeds=args.seeds,
         source=parse_assignments(args.source, "--source") if args.source else {},
         target=parse_assignments(args.target, "--target") if args.target else None,
-        groups=groups, min_seeds=args.min_seeds, parallel=args.parallel,
+        groups=groups, min_seeds=args.min_seeds, parallel=args.parallel, scheduler=args.scheduler,
+        threads=args.threads or (os.cpu_count() if args.scheduler else None),
     )
 
 
@@ -91,7 +100,7 @@ def run(cfg: AblationConfig, log=print, verbose: int | str = 2, command: str = P
     from study.data import load_dataset
 
     p = ablation.plan(cfg)  # every refusal before any image is decoded
-    settings = dataclasses.replace(p.report, parallel=cfg.parallel)
+    settings = dataclasses.replace(p.report, parallel=cfg.parallel, scheduler=cfg.scheduler, threads=cfg.threads)
     store = RunStore(Path(cfg.output) / RUNS_FOLDER, settings.settings(settings.backend),
                      (Path(cfg.report) / RUNS_FOLDER,))
     labels = load_dataset(settings.data, keep_test="encoded", keep_train=False)
@@ -101,7 +110,7 @@ def run(cfg: AblationConfig, log=print, verbose: int | str = 2, command: str = P
     log(f"ablation of {len(p.components)} components ({', '.join(p.components)}) on seeds {p.seeds[0]}-{p.seeds[-1]}: "
         f"{len(configs)} configurations one at a time and the path; {_estimate(p, store, configs, todo)}")
     if todo:
-        data = load_dataset(settings.data, keep_test="encoded")
+        data = load_dataset(settings.data, keep_test="encoded", keep_train=not cfg.scheduler)
         model = model or _model(settings)
         while todo:
             jobs = [retrain.Job((job,)) for job in todo]
@@ -189,8 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         ablation.plan(cfg)  # refused in one line before anything is written
         check_output(cfg, args.overwrite)
         command = shlex.join([*PROG.split(), *argv])
-        with locks.hold(Path(cfg.output), command, what="ablation"):
-            run(cfg, log=lambda message: print(message, flush=True), command=command)
+        if cfg.scheduler:  # refused before any image is decoded
+            from study import cluster
+
+            cluster.client(dataclasses.replace(ablation.plan(cfg).report, scheduler=cfg.scheduler))
+        try:
+            with locks.hold(Path(cfg.output), command, what="ablation"):
+                run(cfg, log=lambda message: print(message, flush=True), command=command)
+        finally:
+            if cfg.scheduler:
+                cluster.close()
 
     return cli.command(PROG, body, "finished retrainings are saved: rerun the same command to go on")
 

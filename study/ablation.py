@@ -42,6 +42,8 @@ class AblationConfig:
     groups: tuple[tuple[str, ...], ...] = ()  # hyperparameters that move together, as one component
     min_seeds: int = 2  # the path's candidates race from this many seeds on (>= seeds: no racing)
     parallel: int | None = None  # retrainings side by side (study.retrain.run_jobs)
+    scheduler: str | None = None  # a Dask scheduler whose workers train (study.cluster)
+    threads: int | None = None  # TensorFlow's threads in every retraining (ReportConfig.threads)
 
     _WHAT = ("report", "seeds", "source", "target", "groups")  # what makes an ablation folder's results this one's
 

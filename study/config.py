@@ -356,6 +356,11 @@ class ReportConfig:
     candidates: int | None = None  # the N best distinct searched configurations; None: each search's best
     min_seeds: int = 2  # seeds every arm runs before racing may drop it (>= seeds: no racing; docs/racing.md)
     reuse: tuple[str, ...] = ()  # other reports' folders whose saved runs of the same settings are reused
+    # A Dask scheduler whose workers train the runs (study.cluster); None: this machine, --parallel at a time.
+    scheduler: str | None = None
+    # TensorFlow's threads in every retraining (intra- and inter-op): the count changes the numbers. None: its
+    # default, the cores of the process's machine; with --scheduler, this machine's, so a worker trains what it would.
+    threads: int | None = None
     # The recipe every arm is compared with, as changes to the model's defaults ({}: the notebook's, or the model's).
     baseline: dict[str, Any] = field(default_factory=dict)
     # The optimizer arms, each at Keras's default learning rate, the baseline's other values; None: SGD and RMSprop

@@ -115,6 +115,7 @@ class Run:
     environment: dict[str, Any] = field(default_factory=dict)  # where it ran (study.runtime.environment)
     ended_at: float | None = None  # wall clock
     reused_from: str | None = None  # the report folder it was copied from (--reuse); None: trained for this one
+    worker: str | None = None  # the Dask worker that trained it (--scheduler); None: this command's own processes
 
     @property
     def final_val_accuracy(self) -> float:

@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "learning rate with the baseline's other values: a comma-separated list from "
                    f"{', '.join(OPTIMIZERS)}, or none (default: sgd,rmsprop for the notebook's CNN, none for a "
                    "--model)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="train on the workers of the Dask scheduler at ADDRESS "
+                   "(e.g. tcp://10.0.0.5:8786; docs/distributed.md): every decision stays here, the runs come back")
+    p.add_argument("--threads", type=int, metavar="N", help="TensorFlow's threads in every retraining, which change "
+                   "its numbers (default: TensorFlow's, this machine's cores; with --scheduler, this machine's cores)")
     p.add_argument("--reuse", action="append", default=[], metavar="REPORT", help="reuse the saved runs of another "
                    "report folder where they have this report's settings, instead of training them (copied into "
                    "runs/, listed as reused, their compute not counted as this report's; repeatable)")
@@ -99,7 +103,9 @@ def load_searches(directory: str | None) -> list[Search]:
 
 def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[ReportConfig, list[str]]:
     """The report's configuration and warnings (searches run on different data)."""
-    for name in ("epochs", "seeds", "batch_size", "subset", "parallel", "candidates"):
+    if args.scheduler and args.parallel:
+        raise StudyError("--parallel and --scheduler: the cluster's workers decide how many retrain at once")
+    for name in ("epochs", "seeds", "batch_size", "subset", "parallel", "candidates", "threads"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise StudyError(f"--{name.replace('_', '-')} must be > 0, got {value}")
@@ -134,7 +140,8 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
         final_fit=args.final_fit, backend=runtime.keras_backend(), parallel=args.parallel,
         candidates=args.candidates, min_seeds=args.min_seeds, confirm_seeds=args.confirm_seeds,
         reuse=tuple(args.reuse), searches={s.name: s.config.identity() for s in searches},
-        baseline=baseline, compare_optimizers=compare,
+        baseline=baseline, compare_optimizers=compare, scheduler=args.scheduler,
+        threads=args.threads or (os.cpu_count() if args.scheduler else None),
     )
     if cfg.model is None:  # a --model's own names are checked once it is loaded (report.run)
         validate_values(baseline)
@@ -297,7 +304,8 @@ def _train(cfg: ReportConfig, store: RunStore, arms: dict[str, dict[str, Any]], 
     # Before any retraining is saved: bad data leaves no trace. The test images stay encoded until each
     # evaluation: 0.03 GB less while training (README, memory). Decoded before TensorFlow is imported,
     # whose allocations then reuse what decoding freed.
-    data = load_dataset(cfg.data, keep_test="encoded")
+    # On a cluster only its workers train, and decode: the command keeps labels and samples.
+    data = load_dataset(cfg.data, keep_test="encoded", keep_train=not cfg.scheduler or cfg.final_fit)
     n_test = len(data.y_test)
     model = model or _load_model(cfg)
     state = arms_lib.race(store, arms, cfg, n_test)
@@ -436,8 +444,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output(cfg, args.overwrite)
         print(settings_text(cfg, searches), flush=True)
         command = shlex.join([*PROG.split(), *argv])
-        with locks.hold(Path(cfg.output), command, what="report"):  # one report, one process
-            run(cfg, searches, warnings, log=lambda msg: print(msg, flush=True), command=command)
+        if cfg.scheduler:  # unreachable, or workers of another study: refused before any image is decoded
+            from study import cluster
+
+            cluster.client(cfg)
+        try:
+            with locks.hold(Path(cfg.output), command, what="report"):  # one report, one process
+                run(cfg, searches, warnings, log=lambda msg: print(msg, flush=True), command=command)
+        finally:
+            if cfg.scheduler:
+                cluster.close()
 
     return cli.command(PROG, body, "finished retrainings are saved: rerun the same command to go on")
 

@@ -101,6 +101,8 @@ class Trained:
 
 def run_job(job: Job, data, cfg: ReportConfig, model: ModelFunction | None, verbose: int | str = 2) -> list[Trained]:
     """Train the job's runs here, except the saved ones of this machine's kind; each with its weights' bytes."""
+    if cfg.threads:
+        runtime.set_tensorflow_threads(cfg.threads)
     here = None
     out = []
     for i, (hp, seed) in enumerate(job.runs):
@@ -139,7 +141,14 @@ def run_jobs(data, store: RunStore, jobs: list[Job], cfg: ReportConfig, model: M
     from study import devices, parallel, progress
 
     started, n, done = time.monotonic(), len(jobs), [0]
-    workers = devices.side_by_side(cfg.parallel, n)
+    connection = None
+    if cfg.scheduler:
+        from study import cluster
+
+        connection = cluster.client(cfg)
+        workers = cluster.workers(connection)
+    else:
+        workers = devices.side_by_side(cfg.parallel, n)
     epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}"
 
     def starting(i: int, job: tuple[Job]) -> None:
@@ -162,6 +171,10 @@ def run_jobs(data, store: RunStore, jobs: list[Job], cfg: ReportConfig, model: M
         if not results:
             log(f"    {which}nothing to train: its saved runs pair on this machine")
 
+    if connection is not None:
+        log(f"retraining on the {workers} workers of the Dask scheduler at {cfg.scheduler} (--scheduler)")
+        cluster.run_jobs(connection, jobs, cfg, model, starting, finished)
+        return
     if workers > 1:
         log(f"retraining {workers} at a time, side by side (--parallel)")
         # Every worker gets the data whole, the test images decoded: an encoded copy cannot be sent.

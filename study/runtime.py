@@ -189,6 +189,26 @@ def without_notebook_modules(names: tuple[str, ...] = ("IPython", "matplotlib"))
                 del sys.modules[name]
 
 
+def set_tensorflow_threads(n: int) -> None:
+    """TensorFlow's intra- and inter-op threads, before it first runs anything; StudyError if it already runs
+    with others (they change the numbers). Nothing on another Keras backend."""
+    if keras_backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    if (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()) == (n, n):
+        return
+    try:
+        threading.set_intra_op_parallelism_threads(n)
+        threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:
+        from study.config import StudyError
+
+        raise StudyError(f"this process's TensorFlow already runs with other thread counts than the {n} these "
+                         "runs need: start a fresh worker") from None
+
+
 def release_freed_memory() -> None:
     """Give memory freed by Python back to the OS (glibc keeps many small freed blocks otherwise)."""
     _libc_call("malloc_trim", 0)

@@ -273,7 +273,9 @@ def _run_checked(cfg: SearchConfig, role: str | None, resuming: bool, log, comma
 
     # An unknown function: refused before any image is decoded.
     model = model or model_lib.load_model_function(cfg.model)
-    data = load_dataset(cfg.data, keep_test=False)  # before anything is written: bad data leaves no trace
+    # Before anything is written: bad data leaves no trace. A chief trains nothing: its labels and shapes are enough
+    # (its workers decode the images, and check them).
+    data = load_dataset(cfg.data, keep_test=False, keep_train=role != "chief")
     log(data.describe())
     hypermodel = StudyHyperModel(
         data.input_shape, data.num_classes, space=cfg.space, model=model, epochs=cfg.epochs,
