@@ -45,6 +45,7 @@ def _numbers(metrics: dict) -> dict:
             "comparison": [{k: v for k, v in r.items() if k != "seconds"} for r in metrics["comparison"]]}
 
 
+@pytest.mark.slow
 def test_a_report_through_two_dask_workers_is_the_report_of_one_machine(tiny_data, tmp_path, dask_cluster):
     threads = str(os.cpu_count())  # what the cluster's jobs set by default: this machine's
     assert report.main(_argv(tiny_data, tmp_path, "local", "--threads", threads)) == 0
@@ -62,6 +63,7 @@ def test_a_report_through_two_dask_workers_is_the_report_of_one_machine(tiny_dat
     assert len({run["worker"] for run in dask.values()}) == 2  # both workers trained
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_retraining_has_its_job_run_elsewhere_with_the_same_numbers(tiny_data, tmp_path,
                                                                                        dask_cluster):
     argv = _argv(tiny_data, tmp_path, "killed", "--scheduler", dask_cluster.scheduler_address, "--epochs", "3")
