@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from study import ablation, cli, locks, retrain, runtime
+from study import jobs as jobs_lib
 from study.ablation import ABLATION_FOLDER, AblationConfig
 from study.config import StudyError
 from study.records import RUNS_FOLDER, RunStore
@@ -110,11 +111,12 @@ def run(cfg: AblationConfig, log=print, verbose: int | str = 2, command: str = P
     log(f"ablation of {len(p.components)} components ({', '.join(p.components)}) on seeds {p.seeds[0]}-{p.seeds[-1]}: "
         f"{len(configs)} configurations one at a time and the path; {_estimate(p, store, configs, todo)}")
     if todo:
-        data = load_dataset(settings.data, keep_test="encoded", keep_train=not cfg.scheduler)
+        data = load_dataset(settings.data, keep_test="encoded", keep_train=not jobs_lib.trains_elsewhere(settings)
+                            and not cfg.scheduler)
         model = model or _model(settings)
         while todo:
             jobs = [retrain.Job((job,)) for job in todo]
-            retrain.run_jobs(data, store, jobs, settings, model=model, log=log, verbose=verbose)
+            jobs_lib.run_jobs(data, store, jobs, settings, model=model, log=log, verbose=verbose)
             todo = _todo(p, store, configs, n_test)
     numbers = ablation.analyse(p, store, ablation.path(p, store, n_test))
     _write(Path(cfg.output), numbers, cfg, command, _runs(p, store, configs), figures)

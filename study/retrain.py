@@ -131,62 +131,6 @@ def keep(store: RunStore, trained: Trained) -> Path:
     return store.save(run)
 
 
-def run_jobs(data, store: RunStore, jobs: list[Job], cfg: ReportConfig, model: ModelFunction | None = None,
-             log=print, verbose: int | str = 2, ahead: int = 0, live: str = "") -> None:
-    """Train every job and save each run as soon as it ends; side by side in worker processes with `--parallel`.
-
-    `ahead`: retrainings expected after these (the race's later rounds), counted in the time left;
-    `live`: how many arms race ("4 of 6 arms live"), said on every progress line.
-    """
-    from study import devices, parallel, progress
-
-    started, n, done = time.monotonic(), len(jobs), [0]
-    connection = None
-    if cfg.scheduler:
-        from study import cluster
-
-        connection = cluster.client(cfg)
-        workers = cluster.workers(connection)
-    else:
-        workers = devices.side_by_side(cfg.parallel, n)
-    epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}"
-
-    def starting(i: int, job: tuple[Job]) -> None:
-        (job,) = job
-        for hp, seed in job.runs:
-            values = ", ".join(f"{k}={v}" for k, v in hp.items())
-            log(f"[{i}/{n}] {'retraining' if not job.label else job.label} seed {seed}, {epochs}"
-                f"{f', {live}' if live else ''}: {values}")
-
-    def finished(i: int, job: tuple[Job], results: list[Trained]) -> None:
-        done[0] += 1
-        # Per job as it ran, `workers` at a time: the first jobs side by side end together, so time per
-        # completion would count them k times over.
-        left = (time.monotonic() - started) * min(workers, done[0]) / done[0] * (n - done[0] + ahead) / workers
-        which = f"[{i}/{n}] " if workers > 1 else ""
-        for trained in results:
-            path = keep(store, trained)
-            log(f"    {which}test accuracy {trained.run.test_accuracy:.4f} in {trained.run.seconds:.0f}s, saved as "
-                f"{path}" + progress.time_left_text(left, n - done[0] + ahead, ahead, live))
-        if not results:
-            log(f"    {which}nothing to train: its saved runs pair on this machine")
-
-    if connection is not None:
-        log(f"retraining on the {workers} workers of the Dask scheduler at {cfg.scheduler} (--scheduler)")
-        cluster.run_jobs(connection, jobs, cfg, model, starting, finished)
-        return
-    if workers > 1:
-        log(f"retraining {workers} at a time, side by side (--parallel)")
-        # Every worker gets the data whole, the test images decoded: an encoded copy cannot be sent.
-        shared = dataclasses.replace(data, x_test=np.asarray(data.x_test))
-        parallel.run_side_by_side(_job_in_worker, [(job,) for job in jobs], workers, initializer=_start_worker,
-                                  initargs=(shared, cfg, pickled_model(model)), started=starting, finished=finished)
-        return
-    for i, job in enumerate(jobs, 1):
-        starting(i, (job,))
-        finished(i, (job,), run_job(job, data, cfg, model, verbose))
-
-
 _WORKER: dict[str, Any] = {}  # what a worker process of the side-by-side retrainings holds
 
 
@@ -204,13 +148,20 @@ def pickled_model(model: ModelFunction | None) -> bytes | None:
                          "it in a .py file, or train one at a time (parallel=1)") from None
 
 
-def _start_worker(data, cfg: ReportConfig, model: bytes | None) -> None:
+def start_worker(cfg: ReportConfig, model: bytes | None, held=None) -> None:
+    """A side-by-side worker: it decodes the images itself (the command trains nothing) and unpickles the model."""
     import cloudpickle
 
-    _WORKER.update(data=data, cfg=cfg, model=cloudpickle.loads(model) if model is not None else None)
+    from study import arrays
+    from study.data import load_dataset
+
+    if held is not None:
+        arrays.hold(cfg.data.data_dir, held)
+    _WORKER.update(data=load_dataset(cfg.data, keep_test="encoded"), cfg=cfg,
+                   model=cloudpickle.loads(model) if model is not None else None)
 
 
-def _job_in_worker(job: Job) -> list[Trained]:
+def job_in_worker(job: Job) -> list[Trained]:
     """A job, as `run_jobs` runs it in its own process; the command saves what it returns."""
     return run_job(job, _WORKER["data"], _WORKER["cfg"], _WORKER["model"], verbose=0)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from study import jobs as jobs_lib
 from study import retrain, runtime, search, storage
 from study.config import BASELINE, DataConfig, ReportConfig, SearchConfig, StudyError
 from study.records import RunStore
@@ -208,7 +209,7 @@ def test_retrainings_side_by_side_are_the_runs_trained_one_after_another(tiny_da
     for parallel in (1, 2):
         stores[parallel] = RunStore(tmp_path / f"runs{parallel}", cfg.settings("tensorflow"))
         jobs = [retrain.Job((job,)) for job in todo[:2]] + [retrain.Job((todo[2], (sgd, 2)), "confirmation")]
-        retrain.run_jobs(data, stores[parallel], jobs, dataclasses.replace(cfg, parallel=parallel),
+        jobs_lib.run_jobs(data, stores[parallel], jobs, dataclasses.replace(cfg, parallel=parallel),
                          log=lines.append, verbose=0)
     assert "retraining 2 at a time, side by side (--parallel)" in lines
     for hp, seed in [*todo, (sgd, 2)]:
