@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from study import ablation, cli, locks, retrain, runtime
+from study import ablation, cli, cluster, locks, retrain, runtime
 from study import jobs as jobs_lib
 from study.ablation import ABLATION_FOLDER, AblationConfig
 from study.config import StudyError
@@ -200,16 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ablation.plan(cfg)  # refused in one line before anything is written
         check_output(cfg, args.overwrite)
         command = shlex.join([*PROG.split(), *argv])
-        if cfg.scheduler:  # refused before any image is decoded
-            from study import cluster
-
-            cluster.client(dataclasses.replace(ablation.plan(cfg).report, scheduler=cfg.scheduler))
-        try:
-            with locks.hold(Path(cfg.output), command, what="ablation"):
-                run(cfg, log=lambda message: print(message, flush=True), command=command)
-        finally:
-            if cfg.scheduler:
-                cluster.close()
+        connected = dataclasses.replace(ablation.plan(cfg).report, scheduler=cfg.scheduler)
+        with cluster.session(connected), locks.hold(Path(cfg.output), command, what="ablation"):
+            run(cfg, log=lambda message: print(message, flush=True), command=command)
 
     return cli.command(PROG, body, "finished retrainings are saved: rerun the same command to go on")
 

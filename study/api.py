@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from study import progress
+from study import cluster, progress
 from study.config import DataConfig, StudyError
 
 
@@ -117,7 +117,7 @@ class Study:
         report_command.check_output(cfg, args.overwrite)
         log, verbose = progress.live_log()
         figures: dict = {}
-        with locks.hold(Path(cfg.output), "study.Study.report", what="report"):
+        with cluster.session(cfg), locks.hold(Path(cfg.output), "study.Study.report", what="report"):
             report_command.run(cfg, searches, warnings, log=log, verbose=verbose,
                                command=shlex.join(["study.Study.report", *argv]),
                                model=self.model if self.model.spec else None, figures=figures)
@@ -142,7 +142,8 @@ class Study:
         ablate_command.check_output(cfg, args.overwrite)
         log, verbose = progress.live_log()
         figures: dict = {}
-        with locks.hold(Path(cfg.output), "study.Study.ablate", what="ablation"):
+        connected = dataclasses.replace(ablation.plan(cfg).report, scheduler=cfg.scheduler)
+        with cluster.session(connected), locks.hold(Path(cfg.output), "study.Study.ablate", what="ablation"):
             ablate_command.run(cfg, log=log, verbose=verbose, command=shlex.join(["study.Study.ablate", *argv]),
                                model=self.model if self.model.spec else None, figures=figures)
         return Ablation(Path(cfg.output), figures)

@@ -9,10 +9,11 @@ every worker must run this very `study` (a hash of its source), Keras and Tensor
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,20 @@ def close() -> None:
     """Close every client this process opened (the cluster and its workers stay)."""
     while _CLIENTS:
         _CLIENTS.popitem()[1].close()
+
+
+@contextlib.contextmanager
+def session(cfg: ReportConfig) -> Iterator[None]:
+    """Inside the block, `cfg.scheduler` (if any) is connected and its workers checked, before any image is
+    decoded: an unreachable scheduler or a worker of another study is refused first; closed on leaving."""
+    if not cfg.scheduler:
+        yield
+        return
+    client(cfg)
+    try:
+        yield
+    finally:
+        close()
 
 
 def connect(address: str, cfg: ReportConfig):

@@ -1,4 +1,4 @@
-"""`python -m study.report`: retrain the baseline and each search's best configuration, evaluate once on the test set.
+"""`python -m study.report`: race the baseline and the searches' bests on validation, confirm on fresh seeds, test once.
 
 Writes `<output>/report.md` with its figures (PNG), tables (CSV), `metrics.json` and `config.json`.
 The test set is read here and nowhere else. Every retraining is saved in `<output>/runs/` as soon
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study import arms as arms_lib
-from study import cli, devices, export, locks, racing, retrain, runtime, stats
+from study import cli, cluster, devices, export, locks, racing, retrain, runtime, stats
 from study import jobs as jobs_lib
 from study.config import BASELINE, OPTIMIZERS, ReportConfig
 from study.records import MODELS_FOLDER, RUNS_FOLDER, RunStore, Search
@@ -262,16 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output(cfg, args.overwrite)
         print(settings_text(cfg, searches), flush=True)
         command = shlex.join([*PROG.split(), *argv])
-        if cfg.scheduler:  # unreachable, or workers of another study: refused before any image is decoded
-            from study import cluster
-
-            cluster.client(cfg)
-        try:
-            with locks.hold(Path(cfg.output), command, what="report"):  # one report, one process
-                run(cfg, searches, warnings, log=lambda msg: print(msg, flush=True), command=command)
-        finally:
-            if cfg.scheduler:
-                cluster.close()
+        with cluster.session(cfg), locks.hold(Path(cfg.output), command, what="report"):  # one report, one process
+            run(cfg, searches, warnings, log=lambda msg: print(msg, flush=True), command=command)
 
     return cli.command(PROG, body, "finished retrainings are saved: rerun the same command to go on")
 
