@@ -138,3 +138,21 @@ def test_scheduler_without_dask_installed_is_a_clear_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(StudyError, match=r"pip install -e '\.\[distributed\]'"):
         cluster.connect("tcp://127.0.0.1:1", ReportConfig())
+
+
+@pytest.mark.slow
+def test_arrays_in_memory_reach_the_workers_once_and_a_study_reports_through_them(tmp_path, dask_cluster):
+    import numpy as np
+
+    import study
+
+    rng = np.random.default_rng(0)
+    y, yt = np.arange(90) % 3, np.arange(18) % 3
+    x = (rng.integers(0, 60, (90, 12, 12, 3)) + 60 * y[:, None, None, None]).astype(np.uint8)
+    xt = (rng.integers(0, 60, (18, 12, 12, 3)) + 60 * yt[:, None, None, None]).astype(np.uint8)
+    s = study.Study(study.from_arrays(x, y, xt, yt), directory=tmp_path / "none", output=tmp_path / "out")
+    (tmp_path / "none").mkdir()
+    rep = s.report(epochs=1, seeds=2, confirm_seeds=0, batch_size=16, scheduler=dask_cluster.scheduler_address)
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "out" / "runs").glob("seed*.json")]
+    assert len(runs) == 6 and all(r["worker"].startswith("tcp://127.0.0.1:") for r in runs)
+    assert rep.metrics["config"]["data"]["data_dir"].startswith("arrays:sha1:")
