@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fakes import refused
 
 from study import jobs as jobs_lib
 from study import retrain, runtime, search, storage
@@ -68,9 +69,8 @@ def test_jax_search_without_tensorflow_resumes_after_sigkill_to_the_same_numbers
         assert json.loads(path.read_text())["environment"]["backend"] == "jax"
 
     # Back on TensorFlow (this process): the project is refused like a changed setting, before any training.
-    assert search.main(argv) == 2
-    err = capsys.readouterr().err
-    assert "different backend (it ran on jax, this is tensorflow: KERAS_BACKEND=jax resumes it)" in err
+    refused(capsys, search.main, argv,
+            "different backend (it ran on jax, this is tensorflow: KERAS_BACKEND=jax resumes it)")
 
 
 @needs_jax

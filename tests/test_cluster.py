@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import refused
 
 from study import cluster, report
 from study.config import DataConfig, ReportConfig, StudyError
@@ -95,16 +96,9 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2_before_any_image_is_dec
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
-    err = _refused(capsys, report.main(_argv(tiny_data, tmp_path, "out", "--scheduler", f"tcp://127.0.0.1:{port}")))
-    assert f"--scheduler tcp://127.0.0.1:{port}: no Dask scheduler answered within 10 s" in err
+    refused(capsys, report.main, _argv(tiny_data, tmp_path, "out", "--scheduler", f"tcp://127.0.0.1:{port}"),
+            f"--scheduler tcp://127.0.0.1:{port}: no Dask scheduler answered within 10 s")
     assert not (tmp_path / "out").exists()
-
-
-def _refused(capsys, code: int) -> str:
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 class _Connection:

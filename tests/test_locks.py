@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fakes import refused
 
 from study import locks, report, search
 
@@ -47,10 +48,8 @@ def _search_args(tiny_data, tmp_path):
 
 def test_a_second_search_on_a_held_project_is_refused_naming_the_holder(tiny_data, tmp_path, holder, capsys):
     proc = holder(tmp_path / "runs" / "grid", "python -m study.search --epochs 1")
-    assert search.main(_search_args(tiny_data, tmp_path)) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert f"in use by process {proc.pid} (python -m study.search --epochs 1)" in err
+    refused(capsys, search.main, _search_args(tiny_data, tmp_path),
+            f"in use by process {proc.pid} (python -m study.search --epochs 1)")
     assert not (tmp_path / "runs" / "grid").exists()  # nothing written
 
 
@@ -60,9 +59,7 @@ def test_a_second_report_on_a_held_output_is_refused(tiny_data, tmp_path, holder
     (tmp_path / "none").mkdir()  # no searches: the report would retrain the notebook's optimizers
     argv = ["--directory", str(tmp_path / "none"), "--output", str(output), "--data-dir", str(tiny_data),
             "--epochs", "1", "--seeds", "1"]
-    assert report.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"in use by process {proc.pid}" in err
+    refused(capsys, report.main, argv, f"in use by process {proc.pid}")
     assert not output.exists()
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import SHARED_CIFAR, make_dataset
-from fakes import crafted
+from fakes import refused, crafted
 from PIL import Image
 from sklearn.metrics import classification_report, confusion_matrix
 
@@ -187,9 +187,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, setup, e
              "MISSING": str(tmp_path / "missing")}
     extra = [paths.get(e, e) for e in extra]
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    assert report.main(["--directory", str(runs), "--output", str(tmp_path / "reports"), *extra]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("python -m study.report: error: ") and message in err and len(err.splitlines()) == 1
+    err = refused(capsys, report.main, ["--directory", str(runs), "--output", str(tmp_path / "reports"), *extra], message)
+    assert err.startswith("python -m study.report: error: ")
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
