@@ -72,14 +72,15 @@ def test_hypermodel_exposes_the_space_as_choices():
 
 def test_same_seed_same_initial_weights_and_training():
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(64, 16, 16, 3), dtype=np.uint8)
-    y = rng.integers(0, 4, size=64).astype(np.int32)
+    x = rng.integers(0, 256, size=(80, 16, 16, 3), dtype=np.uint8)
+    y = rng.integers(0, 4, size=80).astype(np.int32)
+    (x, y), held_out = (x[:64], y[:64]), (x[64:], y[64:])  # validation on images it does not train on
     hypermodel = StudyHyperModel((16, 16, 3), 4, epochs=1, batch_size=16, seed=7)
     runs = []
     for _ in range(2):
         model = hypermodel.build(keras_tuner.HyperParameters())
         first = [w.copy() for w in model.get_weights()]
-        history = hypermodel.fit(None, model, x, y, validation_data=(x[:16], y[:16]), verbose=0)
+        history = hypermodel.fit(None, model, x, y, validation_data=held_out, verbose=0)
         runs.append((first, history.history["loss"][0], predict_proba(model, x[:5])))
     for a, b in zip(runs[0][0], runs[1][0]):
         np.testing.assert_array_equal(a, b)
@@ -90,11 +91,12 @@ def test_same_seed_same_initial_weights_and_training():
 
 def test_fit_learns_a_separable_problem():
     rng = np.random.default_rng(1)
-    y = rng.integers(0, 2, size=256).astype(np.int32)
-    x = np.where(y[:, None, None, None] == 1, 200, 40).astype(np.uint8) + rng.integers(0, 30, (256, 16, 16, 3)).astype(np.uint8)
+    y = rng.integers(0, 2, size=320).astype(np.int32)
+    x = np.where(y[:, None, None, None] == 1, 200, 40).astype(np.uint8) + rng.integers(0, 30, (320, 16, 16, 3)).astype(np.uint8)
     keras.utils.set_random_seed(0)
     model = build_model((16, 16, 3), 2)
-    history = fit(model, x, y, validation_data=(x[:64], y[:64]), epochs=3, batch_size=32, verbose=0)
+    # The last 64 images are held out: the validation accuracy is on images the model never trained on.
+    history = fit(model, x[:256], y[:256], validation_data=(x[256:], y[256:]), epochs=3, batch_size=32, verbose=0)
     assert history.history["val_accuracy"][-1] > 0.9
 
 
