@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from study import cluster, progress
+from study import cluster, progress, report_setup
 from study.config import DataConfig, StudyError
 
 
@@ -111,6 +111,8 @@ class Study:
         searches = report_command.load_searches(args.directory)
         cfg, warnings = report_command.resolve_config(args, searches)
         cfg = dataclasses.replace(cfg, data=_data(self.data, flags), data_from="Study", model=self.model.identity)
+        if cfg.model is None:
+            report_setup.check_image_size(cfg.data)
         for s in searches:
             if s.config.model != cfg.model:
                 raise StudyError(f"search {s.name} in {cfg.directory} studied another model than {self.model.name}")

@@ -66,8 +66,9 @@ def resolve_config(args: argparse.Namespace, searches: list[Search]) -> tuple[Re
         baseline=baseline, compare_optimizers=compare, scheduler=args.scheduler,
         threads=args.threads or (os.cpu_count() if args.scheduler else None),
     )
-    if cfg.model is None:  # a --model's own names are checked once it is loaded (report.run)
+    if cfg.model is None:  # a --model's own names and sizes are checked once it is loaded (report.run)
         validate_values(baseline)
+        check_image_size(cfg.data)
     elsewhere = sorted({s.name for s in searches if s.config.backend != cfg.backend})
     if elsewhere:
         warnings.append(f"{', '.join(elsewhere)} searched on another Keras backend than this report's {cfg.backend}: "
@@ -196,3 +197,10 @@ def settings_text(cfg: ReportConfig, searches: list[Search]) -> str:
         f"  race: {seeds_text(cfg.race_seeds)}{racing_from}{confirming}",
         *([f"  reusing the saved runs of {', '.join(cfg.reuse)}"] if cfg.reuse else []),
     ])
+
+
+def check_image_size(data: DataConfig) -> None:
+    """The notebook's CNN (two valid 3x3 convolutions, each before a 2x2 pooling) leaves nothing below 10x10."""
+    if min(data.image_size) < 10:
+        raise StudyError("the images must be at least 10x10 for the notebook's CNN (two 3x3 conv, 2x2 pool blocks), "
+                         f"got {'x'.join(map(str, data.image_size))}")
