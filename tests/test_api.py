@@ -77,6 +77,7 @@ def test_bad_keywords_raise_the_commands_own_one_line(tmp_path, capsys):
     small = study.Study(study.from_arrays(*_images(30, 0, size=8), *_images(6, 1, size=8)), directory=tmp_path / "t")
     with pytest.raises(study.StudyError, match="must be at least 10x10 for the notebook's CNN"):
         small.search(epochs=1)
+    (tmp_path / "t").mkdir()
     with pytest.raises(study.StudyError, match="must be at least 10x10 for the notebook's CNN"):
         small.report(epochs=1)
     with pytest.raises(study.StudyError, match="model= takes"):
