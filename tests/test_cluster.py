@@ -33,6 +33,13 @@ def _argv(data: Path, tmp_path: Path, out: str, *extra: str) -> list[str]:
             "--epochs", "1", "--seeds", "3", "--confirm-seeds", "2", "--batch-size", "16", *extra]
 
 
+def _report(tmp_path: Path, argv: list[str]) -> subprocess.CompletedProcess:
+    """The report in a fresh process: TensorFlow's thread counts are set once per process, and other tests set theirs."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "study.report", *argv], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+
+
 def _runs(folder: Path) -> dict[str, dict]:
     return {p.name: json.loads(p.read_text()) for p in sorted((folder / "runs").glob("seed*.json"))}
 
@@ -49,7 +56,8 @@ def _numbers(metrics: dict) -> dict:
 @pytest.mark.slow
 def test_a_report_through_two_dask_workers_is_the_report_of_one_machine(tiny_data, tmp_path, dask_cluster):
     threads = str(os.cpu_count())  # what the cluster's jobs set by default: this machine's
-    assert report.main(_argv(tiny_data, tmp_path, "local", "--threads", threads)) == 0
+    local = _report(tmp_path, _argv(tiny_data, tmp_path, "local", "--threads", threads))
+    assert local.returncode == 0, local.stdout[-3000:]
     assert report.main(_argv(tiny_data, tmp_path, "dask", "--scheduler", dask_cluster.scheduler_address)) == 0
     local, dask = _runs(tmp_path / "local"), _runs(tmp_path / "dask")
     assert local.keys() == dask.keys() and len(local) > 6  # the race's and the confirmation's
@@ -82,7 +90,8 @@ def test_a_worker_killed_mid_retraining_has_its_job_run_elsewhere_with_the_same_
         os.kill(pids[busy[0]], signal.SIGKILL)
     out, _ = command.communicate(timeout=600)
     assert command.returncode == 0, out[-3000:]
-    assert report.main(_argv(tiny_data, tmp_path, "whole", "--threads", str(os.cpu_count()), "--epochs", "3")) == 0
+    whole = _report(tmp_path, _argv(tiny_data, tmp_path, "whole", "--threads", str(os.cpu_count()), "--epochs", "3"))
+    assert whole.returncode == 0, whole.stdout[-3000:]
     killed, whole = _runs(tmp_path / "killed"), _runs(tmp_path / "whole")
     assert killed.keys() == whole.keys()
     for name in whole:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 from study import report
-from study.config import SearchConfig
+from study.config import DataConfig, SearchConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def test_a_report_of_other_settings_or_searches_is_refused_before_any_image_is_d
     err = refused.stderr.strip()
     assert len(err.splitlines()) == 1 and "other epochs" in err and "--overwrite" in err and "--output" in err
 
-    _search(searches, "grid", data=report.DataConfig(data_dir=str(tiny_data)))
+    _search(searches, "grid", data=DataConfig(data_dir=str(tiny_data)))
     refused = _probe(argv)
     assert "rc 2" in refused.stdout and "other searches" in refused.stderr
     assert _files(out) == before  # nothing written by either refusal
