@@ -1,0 +1,218 @@
+"""`study.ablation`'s numbers and decisions on crafted runs, checked against scipy and statsmodels (fast: mutmut's)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+from statsmodels.stats.multitest import multipletests
+
+from study import ablation
+from study.config import ReportConfig, StudyError, config_key
+from study.records import Run
+
+SOURCE = {"optimizer": "adam", "learning_rate": 0.001, "dropout_1": 0.2, "dropout_2": 0.3, "dropout_3": 0.4,
+          "batch_size": 64, "augmentation": "none", "label_smoothing": 0.0, "schedule": "constant",
+          "weight_decay": 0.0}  # every value: ablation.json holds the complete configurations
+TARGET = {**SOURCE, "dropout_1": 0.1, "dropout_2": 0.4, "batch_size": 32, "augmentation": "flip",
+          "label_smoothing": 0.1}
+SEEDS = (7, 8, 9, 10, 11)
+GROUP = ("dropout_1", "dropout_2")
+
+
+def _effects(hp: dict) -> tuple[float, float]:
+    """(test, validation) gain of a configuration: flips help most on test, batch 32 most on validation, the
+    dropouts help only with flips (an interaction), label smoothing hurts on validation."""
+    flip, b32 = hp.get("augmentation") == "flip", hp.get("batch_size") == 32
+    drop, ls = hp.get("dropout_1") == 0.1, hp.get("label_smoothing") == 0.1
+    test = 0.040 * flip + 0.020 * b32 + 0.015 * (flip and drop) - 0.002 * ls
+    val = 0.020 * flip + 0.050 * b32 + 0.015 * (flip and drop) - 0.030 * ls
+    return test, val
+
+
+def _jitter(hp: dict, seed: int) -> float:
+    """A configuration's own noise at a seed, fixed (so paired differences have spread), within ±0.004."""
+    return (int(hashlib.sha1(config_key([hp, seed]).encode()).hexdigest()[:8], 16) % 801 - 400) / 100_000
+
+
+class Store:
+    """`RunStore.load` over crafted runs; `missing`: (configuration key, seed) not trained yet."""
+
+    def __init__(self, missing: set | None = None):
+        self.missing = missing or set()
+
+    def load(self, hp: dict, seed: int, n_test: int | None = None) -> Run | None:
+        if (config_key(hp), seed) in self.missing:
+            return None
+        test, val = _effects(hp)
+        shared = 0.01 * (seed % 3)  # a seed moves every configuration alike
+        return Run(dict(hp), seed, {"val_accuracy": [0.6 + val + shared + _jitter(hp, -seed)]}, 10.0 + seed,
+                   0.6 + test + shared + _jitter(hp, seed), 1.0, np.zeros(3, dtype=np.int64), "w",
+                   reused_from="elsewhere" if hp == canonical(SOURCE) else None)
+
+
+def canonical(hp: dict) -> dict:
+    return ablation.canonical(hp, 64)
+
+
+@pytest.fixture
+def plan() -> ablation.Plan:
+    report = ReportConfig(seed=2, seeds=5, batch_size=64, searches={"bayesian": {"seed": 1}})
+    return ablation.Plan(report, SOURCE, TARGET, ablation.components(SOURCE, TARGET, (GROUP,)), SEEDS,
+                         {"source": "baseline", "target": ""}, min_seeds=2)
+
+
+def _test(hp: dict) -> np.ndarray:
+    return np.array([Store().load(canonical(hp), s).test_accuracy for s in SEEDS])
+
+
+def _with(start: dict, names, towards: dict) -> dict:
+    return {**start, **{n: towards[n] for n in names}}
+
+
+def test_components_are_the_differences_a_group_together_in_the_targets_order():
+    got = ablation.components(SOURCE, TARGET, (GROUP,))
+    assert got == {"dropout_1+dropout_2": GROUP, "batch_size": ("batch_size",), "augmentation": ("augmentation",),
+                   "label_smoothing": ("label_smoothing",)}
+    assert list(ablation.components(SOURCE, TARGET, ())) == ["dropout_1", "dropout_2", "batch_size", "augmentation",
+                                                             "label_smoothing"]
+    with pytest.raises(StudyError, match="the same configuration"):
+        ablation.components(SOURCE, dict(SOURCE), ())
+    with pytest.raises(StudyError, match="names dropout_1 twice"):
+        ablation.components(SOURCE, TARGET, (("dropout_1", "dropout_1"),))
+    with pytest.raises(StudyError, match="names batch_size twice"):
+        ablation.components(SOURCE, TARGET, (("batch_size", "augmentation"), ("batch_size", "dropout_1")))
+    with pytest.raises(StudyError, match="no hyperparameter named dropout_9"):
+        ablation.components(SOURCE, TARGET, (("dropout_1", "dropout_9"),))
+    with pytest.raises(StudyError, match="dropout_3 is the same"):
+        ablation.components(SOURCE, TARGET, (("dropout_1", "dropout_3"),))
+
+
+def test_the_seeds_follow_the_race_and_never_a_searchs():
+    assert ablation._seeds(ReportConfig(seed=2, seeds=5, searches={"grid": {"seed": 1}}), 3) == (7, 8, 9)
+    with pytest.raises(StudyError, match="include seed 8"):
+        ablation._seeds(ReportConfig(seed=2, seeds=5, searches={"grid": {"seed": 8}}), 3)
+    assert ablation._seeds(ReportConfig(seed=2, seeds=5, searches={"grid": {"seed": 10}}), 3) == (7, 8, 9)
+
+
+def test_one_at_a_time_moves_each_component_from_either_end(plan):
+    arms = ablation.one_at_a_time(plan)
+    assert list(arms) == ["source", "target", "+dropout_1+dropout_2", "-dropout_1+dropout_2", "+batch_size",
+                          "-batch_size", "+augmentation", "-augmentation", "+label_smoothing", "-label_smoothing"]
+    assert arms["source"] == canonical(SOURCE) and arms["target"] == canonical(TARGET)
+    assert arms["+dropout_1+dropout_2"] == canonical(_with(SOURCE, GROUP, TARGET))
+    assert arms["-batch_size"] == canonical(_with(TARGET, ["batch_size"], SOURCE))
+    assert "batch_size" not in arms["source"] and arms["+batch_size"]["batch_size"] == 32
+
+
+def test_differences_interactions_and_holm_equal_scipys_and_statsmodels(plan):
+    got = ablation.analyse(plan, Store(), ablation.path(plan, Store()))
+    source, target = _test(SOURCE), _test(TARGET)
+    total = scipy_stats.ttest_rel(target, source)
+    assert got["total"]["mean"] == pytest.approx(np.mean(target - source))
+    assert got["total"]["p_value"] == pytest.approx(total.pvalue) and got["total"]["beyond_noise"] is True
+    low, high = total.confidence_interval()
+    assert (got["total"]["ci_low"], got["total"]["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    raw, interaction_raw = {}, {}
+    for entry in got["one_at_a_time"]["added"]:
+        names = plan.components[entry["component"]]
+        plus, minus = _test(_with(SOURCE, names, TARGET)), _test(_with(TARGET, names, SOURCE))
+        assert entry["diff_vs_source"]["mean"] == pytest.approx(np.mean(plus - source))
+        raw[entry["component"]] = scipy_stats.ttest_rel(plus, source).pvalue
+        assert entry["diff_vs_source"]["p_value"] == pytest.approx(raw[entry["component"]])
+        inter = (plus - source) - (target - minus)
+        assert entry["interaction"]["mean"] == pytest.approx(np.mean(inter))
+        interaction_raw[entry["component"]] = scipy_stats.ttest_1samp(inter, 0).pvalue
+        assert entry["interaction"]["p_value"] == pytest.approx(interaction_raw[entry["component"]])
+        assert entry["test_accuracies"] == pytest.approx(list(plus)) and entry["seeds"] == list(SEEDS)
+        assert entry["test_accuracy_std"] == pytest.approx(np.std(plus, ddof=1))
+    holm = multipletests(list(raw.values()), method="holm")[1]
+    assert [e["diff_vs_source"]["p_holm"] for e in got["one_at_a_time"]["added"]] == pytest.approx(list(holm))
+    holm = multipletests(list(interaction_raw.values()), method="holm")[1]
+    assert [e["interaction"]["p_holm"] for e in got["one_at_a_time"]["added"]] == pytest.approx(list(holm))
+    removed = {e["component"]: e for e in got["one_at_a_time"]["removed"]}
+    minus = _test(_with(TARGET, ["augmentation"], SOURCE))
+    assert removed["augmentation"]["diff_vs_target"]["mean"] == pytest.approx(np.mean(minus - target))
+    assert removed["augmentation"]["diff_vs_target"]["mean"] < -0.04  # a component that helps: negative
+    assert removed["augmentation"]["diff_vs_target"]["p_value"] == \
+        pytest.approx(scipy_stats.ttest_rel(minus, target).pvalue)
+    added = {e["component"]: e for e in got["one_at_a_time"]["added"]}
+    assert added["dropout_1+dropout_2"]["interaction"]["mean"] == pytest.approx(-0.015, abs=0.004)  # helps with flips
+    assert added["batch_size"]["interaction"]["mean"] == pytest.approx(0.0, abs=0.004)
+    assert got["components"]["augmentation"] == {"augmentation": ["none", "flip"]}
+    assert got["source"] == SOURCE and got["target"] == TARGET and got["seeds"] == list(SEEDS)
+    assert got["source_arm"] == "baseline" and got["target_arm"] is None
+
+
+def test_the_path_takes_the_best_change_on_validation_and_its_steps_add_up_to_the_total(plan):
+    store = Store()
+    got = ablation.analyse(plan, store, ablation.path(plan, store))
+    steps = got["path"]
+    # batch 32 helps most on validation (not on test: flips do); then flips, then the dropouts (with flips).
+    assert [s["component"] for s in steps] == ["batch_size", "augmentation", "dropout_1+dropout_2", "label_smoothing"]
+    assert steps[-1]["hyperparameters"] == TARGET and steps[0]["hyperparameters"]["batch_size"] == 32
+    unraced = dataclasses.replace(plan, min_seeds=len(SEEDS))  # every candidate all seeds: the mean decides
+    assert [c for c, _ in ablation.path(unraced, store).steps] == [s["component"] for s in steps]
+    previous = _test(SOURCE)
+    for s in steps:
+        here = np.array(s["test_accuracies"])
+        assert s["diff_vs_previous"]["mean"] == pytest.approx(np.mean(here - previous))
+        assert s["diff_vs_source"]["mean"] == pytest.approx(np.mean(here - _test(SOURCE)))
+        assert s["diff_vs_previous"]["p_value"] == pytest.approx(scipy_stats.ttest_rel(here, previous).pvalue)
+        previous = here
+    shares = [s["share_of_total"] for s in steps]
+    assert sum(shares) == pytest.approx(1.0)
+    assert shares[0] == pytest.approx(steps[0]["diff_vs_previous"]["mean"] / got["total"]["mean"])
+
+
+def test_the_share_of_the_total_is_left_out_when_the_total_is_within_the_noise(plan, monkeypatch):
+    flat = ablation.Plan(plan.report, SOURCE, _with(SOURCE, ["label_smoothing"], TARGET),
+                         ablation.components(SOURCE, _with(SOURCE, ["label_smoothing"], TARGET), ()), SEEDS,
+                         plan.names)
+    got = ablation.analyse(flat, Store(), ablation.path(flat, Store()))
+    assert got["total"]["beyond_noise"] is False and [s["share_of_total"] for s in got["path"]] == [None]
+
+
+def test_a_missing_run_stops_the_path_at_the_decision_that_needs_it(plan):
+    candidate = canonical(_with(_with(SOURCE, ["batch_size"], TARGET), ["augmentation"], TARGET))
+    nothing_yet = {(config_key(canonical(_with(SOURCE, ["batch_size"], TARGET))), 8)}
+    state = ablation.path(plan, Store(nothing_yet))
+    assert state.steps == [] and state.todo == [(canonical(_with(SOURCE, ["batch_size"], TARGET)), 8)]
+    state = ablation.path(plan, Store({(config_key(candidate), 9)}))
+    assert [c for c, _ in state.steps] == ["batch_size"] and state.todo == [(candidate, 9)]
+    todo = ablation.missing(Store({(config_key(candidate), 9), (config_key(candidate), 10)}),
+                            {"a": candidate, "b": dict(candidate)}, SEEDS)
+    assert todo == [(candidate, 9), (candidate, 10)]  # each run once, whichever arm names it
+
+
+def test_racing_drops_a_clear_loser_of_a_later_step_and_the_count_says_what_it_saved(plan):
+    state = ablation.path(plan, Store())
+    second = state.raced[1][0]  # candidates after batch 32: flips, dropouts, label smoothing (two changes each)
+    assert second.arms["label_smoothing"].dropped_after == 2 and second.arms["label_smoothing"].seeds == SEEDS[:2]
+    assert second.arms["augmentation"].seeds == SEEDS and second.arms["augmentation"].dropped_after is None
+    kept = [name for name, arm in second.arms.items() if arm.dropped_after is None]
+    # What a real store holds: a dropped candidate's later seeds were never trained.
+    never = {(config_key(state.raced[1][1][name]), s) for name, arm in second.arms.items() for s in SEEDS
+             if s not in arm.seeds}
+    store = Store(never)
+    assert [c for c, _ in ablation.path(plan, store).steps] == [c for c, _ in state.steps]  # never read
+    got = ablation.analyse(plan, store, state)["compute"]
+    # Step 2's 3 candidates are new (step 1's and step 3's are the one-at-a-time configurations).
+    new = 5 * len(kept) + 2 * (3 - len(kept))
+    assert (got["path_new_retrainings"], got["path_new_retrainings_without_racing"]) == (new, 15)
+    assert got["configurations"] == 10 + 3 and got["retrainings"] == 10 * 5 + new
+    assert got["reused"] == 5  # the source's, reused from a report
+    assert got["training_seconds"] == sum(store.load(hp, s).seconds for hp, s in _trained(plan, state))
+    assert got["machines"] == []
+
+
+def _trained(plan, state) -> list:
+    """Every (configuration, seed) the ablation trained itself (not the reused source), each once."""
+    configs = list(ablation.one_at_a_time(plan).values())
+    jobs = {config_key([hp, s]): (hp, s) for hp in configs for s in SEEDS}
+    for race, candidates in state.raced:
+        for name, arm in race.arms.items():
+            jobs.update({config_key([candidates[name], s]): (candidates[name], s) for s in arm.seeds})
+    return [(hp, s) for hp, s in jobs.values() if hp != canonical(SOURCE)]
