@@ -47,10 +47,12 @@ def run_jobs(data, store: RunStore, jobs: list[Job], cfg: ReportConfig, model: M
 
     def starting(i: int, job: tuple[Job]) -> None:
         (job,) = job
-        for hp, seed in job.runs:
+        for j, (hp, seed) in enumerate(job.runs):
             values = ", ".join(f"{k}={v}" for k, v in hp.items())
-            log(f"[{i}/{n}] {'retraining' if not job.label else job.label} seed {seed}, {epochs}"
-                f"{f', {live}' if live else ''}: {values}")
+            kept = job.kept_kind(j)
+            what = (f"saved (on {kept}), trained again only on another kind of machine" if kept
+                    else f"{epochs}{f', {live}' if live else ''}")
+            log(f"[{i}/{n}] {'retraining' if not job.label else job.label} seed {seed}, {what}: {values}")
 
     def finished(i: int, job: tuple[Job], results: list[Trained]) -> None:
         done[0] += 1

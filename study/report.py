@@ -201,13 +201,20 @@ def _baseline(model: ModelFunction | None, data, cfg: ReportConfig) -> dict[str,
     return {**model_lib.default_hyperparameters(model, data.input_shape, data.num_classes), **cfg.baseline}
 
 
+def _confirming_text(pairs: list[retrain.Job]) -> str:
+    """How many of the confirmation pairs' runs train: a saved half is kept where its machine kind matches."""
+    runs = sum(len(p.runs) for p in pairs)
+    saved = sum(p.kept_kind(i) is not None for p in pairs for i in range(len(p.runs)))
+    return f"{runs - saved} ({runs} if the {saved} saved halves ran on another kind of machine)" if saved else str(runs)
+
+
 def _say_what_is_saved(store: RunStore, all_jobs: list, state: racing.Race, pairs: list[retrain.Job],
                        cfg: ReportConfig, log) -> None:
     from study.formats import seeds_text
 
     confirming = (f", then at most {2 * cfg.confirm_seeds} to confirm the challenger on "
                   f"{seeds_text(cfg.confirmation_seeds)}" if state.todo and cfg.confirm_seeds
-                  else f", then {sum(len(p.runs) for p in pairs)} to confirm the challenger" if pairs else "")
+                  else f", then {_confirming_text(pairs)} to confirm the challenger" if pairs else "")
     if cfg.min_seeds < cfg.seeds and state.left:
         log(f"retrainings: {state.saved} already saved in {store.folder}, at most {state.left} to train in the race "
             f"(from {cfg.min_seeds} seeds on, an arm worse on validation than the best arm racing, or that cannot "

@@ -210,3 +210,36 @@ def test_runs_reused_from_another_report_are_copied_listed_and_not_counted(tiny_
     # Rerun: nothing trained, nothing copied twice.
     calls.clear()
     assert report.main(second) == 0 and calls == []
+
+
+def test_a_confirmation_pairs_saved_half_is_kept_on_its_machine_kind_and_trained_again_with_its_partner_on_another(
+        tiny_data, tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(retrain, "retrain", _retrain(calls))
+    argv = _argv(tiny_data, tmp_path, "out", "--confirm-seeds", "2")
+    assert report.main(argv) == 0
+    runs = tmp_path / "out" / "runs"
+
+    def path(optimizer: str, seed: int) -> Path:
+        (found,) = [p for p in runs.glob(f"seed{seed}-*.json")
+                    if json.loads(p.read_text())["hyperparameters"]["optimizer"] == optimizer]
+        return found
+
+    path("rmsprop", 6).unlink()  # the baseline's half stays, trained on this machine
+    moved = path("adam", 7)
+    elsewhere = json.loads(moved.read_text())
+    elsewhere["environment"]["cpu"] = "another CPU"  # the baseline's half from another kind of machine
+    moved.write_text(json.dumps(elsewhere))
+    path("rmsprop", 7).unlink()
+    calls.clear()
+    capsys.readouterr()
+    assert report.main(argv) == 0
+    out = capsys.readouterr().out
+    assert sorted(calls) == [("adam", 7), ("rmsprop", 6), ("rmsprop", 7)]
+    assert "then 2 (4 if the 2 saved halves ran on another kind of machine) to confirm the challenger" in out
+    assert sum("saved (on " in line and "confirmation seed" in line for line in out.splitlines()) == 2
+    assert [json.loads(p.read_text())["environment"]["cpu"] for p in (runs / "unpaired").glob("*.json")] == \
+        ["another CPU"]
+    assert json.loads(path("adam", 7).read_text())["environment"]["cpu"] != "another CPU"
+    pairs = json.loads((tmp_path / "out" / "metrics.json").read_text())["recommendation"]["confirmation"]
+    assert pairs["seeds"] == [6, 7] and pairs["machine"] and "another CPU" not in pairs["machine"]
