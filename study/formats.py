@@ -11,6 +11,12 @@ from typing import Any
 SAME_CONFIGURATION = "same configuration"  # an arm with the baseline's configuration: no comparison
 
 
+def data_text(d) -> str:
+    """A `DataConfig` in a few words for the console: "../data.tar.gz, subset 2000, 32x32x3"."""
+    return ", ".join([d.data_dir or "CIFAR-10 (keras.datasets)", *([f"subset {d.subset}"] if d.subset else []),
+                      "x".join(map(str, d.image_size)) + f"x{d.channels}"])
+
+
 def pct(x: float | None) -> str:
     """"69.5%"; empty for a missing number."""
     return f"{100 * x:.1f}%" if x is not None and math.isfinite(x) else ""

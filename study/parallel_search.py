@@ -80,9 +80,8 @@ def _start(argv: list[str], port: int, tuner_id: str, workers: int) -> subproces
 def _forward(name: str, proc: subprocess.Popen, seen: set[str], lock: threading.Lock) -> None:
     for line in proc.stdout:
         with lock:
-            # What every child says alike (the data, the project, the configuration the command printed
-            # already) is passed on once.
-            if line in seen or line.startswith("configuration: "):
+            # What every child says alike (the data, the project, the settings) is passed on once.
+            if line in seen:
                 continue
             seen.add(line)
             sys.stdout.write(f"[{name}] {line}")

@@ -180,11 +180,9 @@ def _changed(cfg: ReportConfig, output: Path) -> list[str]:
 
 def settings_text(cfg: ReportConfig, searches: list[Search]) -> str:
     """The settings as a short block for the console (every one: config.json in the report)."""
-    from study.formats import epochs_text, seeds_text
+    from study.formats import data_text, epochs_text, seeds_text
 
-    d = cfg.data
-    data = ", ".join([d.data_dir or "CIFAR-10 (keras.datasets)", *([f"subset {d.subset}"] if d.subset else []),
-                      "x".join(map(str, d.image_size)) + f"x{d.channels}"])
+    data = data_text(cfg.data)
     where = f" (as recorded by {cfg.data_from}; data flags change it)" if cfg.data_from.startswith("search") else ""
     racing_from = f", racing from {cfg.min_seeds} seeds" if cfg.min_seeds < cfg.seeds else ", every arm every seed"
     confirming = (f"; then the challenger and the baseline on {seeds_text(cfg.confirmation_seeds)}" if cfg.confirm_seeds

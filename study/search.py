@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import shlex
@@ -387,6 +386,23 @@ def _search(tuner, data, cfg: SearchConfig, verbose: int | str = "auto") -> None
         raise cli.CommandFailed(1, f"search stopped: {reason}; see the error column of {trials}") from None
 
 
+def settings_text(cfg: SearchConfig) -> str:
+    """The settings as a short block for the console (every one: config.json in the project folder)."""
+    from study.formats import data_text, epochs_text
+
+    trials = ("every point of the grid" if cfg.tuner == "grid" and cfg.max_trials is None
+              else f"at most {cfg.max_trials} trials" if cfg.max_trials is not None else "the tuner's default trials")
+    stopping = f"early stopping after {cfg.early_stopping} epochs without progress" if cfg.early_stopping else \
+        "no early stopping"
+    space = "; ".join(f"{name} {'/'.join(str(v) for v in values)}" for name, values in cfg.space.values().items())
+    return "\n".join([
+        f"search {cfg.tuner} into {cfg.project_dir} ({trials}, seed {cfg.seed}; every setting: config.json there)",
+        f"  data: {data_text(cfg.data)}",
+        f"  training: {epochs_text(cfg.epochs)}, batch {cfg.batch_size}, {stopping}, {cfg.backend}",
+        f"  space: {space}",
+    ])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     child = locks.HELD_BY_PARENT in os.environ  # started by a --parallel search, as its chief or a worker
@@ -400,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> None:
         cfg = parse_config(argv)
-        print(f"configuration: {json.dumps(cfg.to_dict())}", flush=True)
+        print(settings_text(cfg), flush=True)
         run(cfg, log=lambda msg: print(msg, flush=True), command=shlex.join([*PROG.split(), *argv]))
 
     # A child's Ctrl-C is the command's to announce, once.
