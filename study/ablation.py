@@ -120,7 +120,7 @@ def components(source: dict[str, Any], target: dict[str, Any], groups: tuple[tup
     grouped: dict[str, str] = {}
     for group in groups:
         for name in group:
-            if name in grouped or group.count(name) > 1:
+            if name in grouped:  # in another group, or twice in this one
                 raise StudyError(f"--group names {name} twice: each hyperparameter moves in one component")
             if name not in target:
                 raise StudyError(f"--group {','.join(group)}: no hyperparameter named {name} (choose from "

@@ -42,8 +42,10 @@ class Store:
 
     def __init__(self, missing: set | None = None):
         self.missing = missing or set()
+        self.n_test: set = set()  # the test-set sizes asked for (a saved run of another size is not the run)
 
     def load(self, hp: dict, seed: int, n_test: int | None = None) -> Run | None:
+        self.n_test.add(n_test)
         if (config_key(hp), seed) in self.missing:
             return None
         test, val = _effects(hp)
@@ -92,7 +94,7 @@ def test_components_are_the_differences_a_group_together_in_the_targets_order():
 
 def test_the_seeds_follow_the_race_and_never_a_searchs():
     assert ablation._seeds(ReportConfig(seed=2, seeds=5, searches={"grid": {"seed": 1}}), 3) == (7, 8, 9)
-    with pytest.raises(StudyError, match="include seed 8"):
+    with pytest.raises(StudyError, match="seeds 7-9 include seed 8"):
         ablation._seeds(ReportConfig(seed=2, seeds=5, searches={"grid": {"seed": 8}}), 3)
     assert ablation._seeds(ReportConfig(seed=2, seeds=5, searches={"grid": {"seed": 10}}), 3) == (7, 8, 9)
 
@@ -128,6 +130,10 @@ def test_differences_interactions_and_holm_equal_scipys_and_statsmodels(plan):
         assert entry["interaction"]["p_value"] == pytest.approx(interaction_raw[entry["component"]])
         assert entry["test_accuracies"] == pytest.approx(list(plus)) and entry["seeds"] == list(SEEDS)
         assert entry["test_accuracy_std"] == pytest.approx(np.std(plus, ddof=1))
+        val = [Store().load(canonical(_with(SOURCE, names, TARGET)), s).final_val_accuracy for s in SEEDS]
+        assert entry["val_accuracies"] == pytest.approx(val) and entry["val_accuracy"] == pytest.approx(np.mean(val))
+        assert entry["val_accuracy_std"] == pytest.approx(np.std(val, ddof=1))
+        assert entry["seconds"] == pytest.approx(np.mean([10.0 + s for s in SEEDS]))
     holm = multipletests(list(raw.values()), method="holm")[1]
     assert [e["diff_vs_source"]["p_holm"] for e in got["one_at_a_time"]["added"]] == pytest.approx(list(holm))
     holm = multipletests(list(interaction_raw.values()), method="holm")[1]
@@ -144,6 +150,16 @@ def test_differences_interactions_and_holm_equal_scipys_and_statsmodels(plan):
     assert got["components"]["augmentation"] == {"augmentation": ["none", "flip"]}
     assert got["source"] == SOURCE and got["target"] == TARGET and got["seeds"] == list(SEEDS)
     assert got["source_arm"] == "baseline" and got["target_arm"] is None
+    assert got["source_runs"]["test_accuracies"] == pytest.approx(list(source))
+    assert got["target_runs"]["test_accuracies"] == pytest.approx(list(target))
+    for side in ("added", "removed"):
+        assert all(e["interaction"] == added_or_removed["interaction"] for e in got["one_at_a_time"][side]
+                   for added_or_removed in [next(a for a in got["one_at_a_time"]["added"]
+                                                 if a["component"] == e["component"])])
+        assert [set(e["hyperparameters"]) == set(SOURCE) for e in got["one_at_a_time"][side]] == [True] * 4
+    d = got["one_at_a_time"]["added"][0]["diff_vs_source"]
+    assert (d["test"], d["pairs"], d["better"]) == ("paired t", 5, int(np.sum(
+        _test(_with(SOURCE, GROUP, TARGET)) > source)))
 
 
 def test_the_path_takes_the_best_change_on_validation_and_its_steps_add_up_to_the_total(plan):
@@ -167,6 +183,25 @@ def test_the_path_takes_the_best_change_on_validation_and_its_steps_add_up_to_th
     assert shares[0] == pytest.approx(steps[0]["diff_vs_previous"]["mean"] / got["total"]["mean"])
 
 
+def test_a_report_of_another_batch_size_keys_and_states_its_configurations_with_it():
+    report = ReportConfig(seed=2, seeds=5, batch_size=32)
+    source, target = {**SOURCE, "batch_size": 32}, {**SOURCE, "batch_size": 32, "augmentation": "flip"}
+    p = ablation.Plan(report, source, target, ablation.components(source, target, ()), SEEDS, {"source": "", "target": ""})
+    assert p.config(source) == canonical({**SOURCE, "batch_size": 64})  # batch 32 is what this report trains with
+    got = ablation.analyse(p, Store(), ablation.path(p, Store()))
+    assert got["one_at_a_time"]["added"][0]["hyperparameters"]["batch_size"] == 32
+    assert got["one_at_a_time"]["removed"][0]["hyperparameters"]["batch_size"] == 32
+    assert got["path"][0]["hyperparameters"]["batch_size"] == 32
+
+
+def test_a_gain_within_the_noise_is_not_beyond_it_and_gets_no_shares(plan):
+    noisy = {**SOURCE, "dropout_3": 0.2}  # no effect: the jitter alone gives it +0.1 points, p 0.57
+    p = ablation.Plan(plan.report, SOURCE, noisy, ablation.components(SOURCE, noisy, ()), SEEDS, plan.names)
+    got = ablation.analyse(p, Store(), ablation.path(p, Store()))
+    assert 0 < got["total"]["mean"] < 0.004 and got["total"]["p_value"] > 0.05
+    assert got["total"]["beyond_noise"] is False and got["path"][0]["share_of_total"] is None
+
+
 def test_the_share_of_the_total_is_left_out_when_the_total_is_within_the_noise(plan, monkeypatch):
     flat = ablation.Plan(plan.report, SOURCE, _with(SOURCE, ["label_smoothing"], TARGET),
                          ablation.components(SOURCE, _with(SOURCE, ["label_smoothing"], TARGET), ()), SEEDS,
@@ -178,13 +213,16 @@ def test_the_share_of_the_total_is_left_out_when_the_total_is_within_the_noise(p
 def test_a_missing_run_stops_the_path_at_the_decision_that_needs_it(plan):
     candidate = canonical(_with(_with(SOURCE, ["batch_size"], TARGET), ["augmentation"], TARGET))
     nothing_yet = {(config_key(canonical(_with(SOURCE, ["batch_size"], TARGET))), 8)}
-    state = ablation.path(plan, Store(nothing_yet))
+    store = Store(nothing_yet)
+    state = ablation.path(plan, store, n_test=3)
     assert state.steps == [] and state.todo == [(canonical(_with(SOURCE, ["batch_size"], TARGET)), 8)]
+    assert len(state.raced) == 1 and store.n_test == {3}  # the race so far, on runs of the report's test set
+    assert ablation.path(plan, Store()).todo == []
     state = ablation.path(plan, Store({(config_key(candidate), 9)}))
     assert [c for c, _ in state.steps] == ["batch_size"] and state.todo == [(candidate, 9)]
-    todo = ablation.missing(Store({(config_key(candidate), 9), (config_key(candidate), 10)}),
-                            {"a": candidate, "b": dict(candidate)}, SEEDS)
-    assert todo == [(candidate, 9), (candidate, 10)]  # each run once, whichever arm names it
+    store = Store({(config_key(candidate), 9), (config_key(candidate), 10)})
+    todo = ablation.missing(store, {"a": candidate, "b": dict(candidate)}, SEEDS, n_test=3)
+    assert todo == [(candidate, 9), (candidate, 10)] and store.n_test == {3}  # each run once, whichever arm names it
 
 
 def test_racing_drops_a_clear_loser_of_a_later_step_and_the_count_says_what_it_saved(plan):
