@@ -130,6 +130,7 @@ def test_differences_interactions_and_holm_equal_scipys_and_statsmodels(plan):
         assert entry["interaction"]["p_value"] == pytest.approx(interaction_raw[entry["component"]])
         assert entry["test_accuracies"] == pytest.approx(list(plus)) and entry["seeds"] == list(SEEDS)
         assert entry["test_accuracy_std"] == pytest.approx(np.std(plus, ddof=1))
+        assert entry["test_accuracy"] == pytest.approx(np.mean(plus))
         val = [Store().load(canonical(_with(SOURCE, names, TARGET)), s).final_val_accuracy for s in SEEDS]
         assert entry["val_accuracies"] == pytest.approx(val) and entry["val_accuracy"] == pytest.approx(np.mean(val))
         assert entry["val_accuracy_std"] == pytest.approx(np.std(val, ddof=1))
