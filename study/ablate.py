@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from study import ablation, cli, cluster, locks, retrain, runtime
+from study import ablation, cli, cluster, locks, retrain, runtime, storage
 from study import jobs as jobs_lib
 from study.ablation import ABLATION_FOLDER, AblationConfig
 from study.config import StudyError
@@ -82,7 +82,7 @@ def check_output(cfg: AblationConfig, overwrite: bool, log=print) -> None:
         return
     if not out.is_dir():
         raise StudyError(f"--output {out} exists and is not a directory")
-    others = {p.name for p in out.iterdir()} - {RUNS_FOLDER}
+    others = {p.name for p in out.iterdir()} - {RUNS_FOLDER, "config.json"}
     if others and not (out / "ablation.md").exists():
         raise StudyError(f"--output {out} holds files that are not an ablation; choose another --output")
     saved = out / "config.json"
@@ -104,6 +104,9 @@ def run(cfg: AblationConfig, log=print, verbose: int | str = 2, command: str = P
     settings = dataclasses.replace(p.report, parallel=cfg.parallel, scheduler=cfg.scheduler, threads=cfg.threads)
     store = RunStore(Path(cfg.output) / RUNS_FOLDER, settings.settings(settings.backend),
                      (Path(cfg.report) / RUNS_FOLDER,))
+    # Saved before any run, so that a rerun of other settings is refused even before the first render.
+    Path(cfg.output).mkdir(parents=True, exist_ok=True)
+    storage.write_json(Path(cfg.output) / "config.json", cfg.to_dict())
     labels = load_dataset(settings.data, keep_test="encoded", keep_train=False)
     n_test = len(labels.y_test)
     configs = ablation.one_at_a_time(p)

@@ -88,7 +88,7 @@ def test_bad_input_is_one_line_and_exit_2_before_any_data_is_read(a_report, tmp_
     assert not (a_report / "ablation").exists()
 
 
-def test_a_sigkill_and_a_rerun_give_the_same_numbers(a_report, tmp_path):
+def test_a_sigkill_and_a_rerun_give_the_same_numbers(a_report, tmp_path, capsys):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
 
     def ablation(out: str, point: str) -> subprocess.CompletedProcess:
@@ -101,6 +101,11 @@ def test_a_sigkill_and_a_rerun_give_the_same_numbers(a_report, tmp_path):
     assert whole.returncode == 0, whole.stderr[-3000:]
     killed = ablation("crashed", "run-saved:20")  # in the path, after the one-at-a-time view
     assert killed.returncode == -9, killed.stderr[-3000:]
+    # Its settings are saved before its first run: another ablation into the same folder is refused, unrendered.
+    assert json.loads((tmp_path / "crashed" / "config.json").read_text())["seeds"] == 3
+    assert not (tmp_path / "crashed" / "ablation.json").exists()
+    refused(capsys, ablate.main, ["--report", str(a_report), "--target", TARGET, "--group", GROUP, "--seeds", "4",
+                                  "--output", str(tmp_path / "crashed")], "another seeds", "--overwrite")
     rerun = ablation("crashed", "none")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     expected, got = (json.loads((tmp_path / out / "ablation.json").read_text()) for out in ("whole", "crashed"))
