@@ -20,7 +20,7 @@ from pathlib import Path
 from study import ablation, cli, cluster, locks, retrain, runtime, storage
 from study import jobs as jobs_lib
 from study.ablation import ABLATION_FOLDER, AblationConfig
-from study.config import StudyError
+from study.config import StudyError, config_key
 from study.records import RUNS_FOLDER, RunStore
 from study.values import parse_assignments
 
@@ -119,7 +119,8 @@ def run(cfg: AblationConfig, log=print, verbose: int | str = 2, command: str = P
         model = model or _model(settings)
         while todo:
             jobs = [retrain.Job((job,)) for job in todo]
-            jobs_lib.run_jobs(data, store, jobs, settings, model=model, log=log, verbose=verbose)
+            ahead = max(0, _at_most(p, store, configs) - len(todo))  # the path's later steps, at most
+            jobs_lib.run_jobs(data, store, jobs, settings, model=model, log=log, verbose=verbose, ahead=ahead)
             todo = _todo(p, store, configs, n_test)
     numbers = ablation.analyse(p, store, ablation.path(p, store, n_test))
     _write(Path(cfg.output), numbers, cfg, command, _runs(p, store, configs), figures)
@@ -142,9 +143,7 @@ def _estimate(p, store: RunStore, configs: dict, todo: list) -> str:
     """"at most 40 retrainings to train, about 2.1 h (the report's runs took 190 s each)" """
     from study.formats import duration_text
 
-    n = len(p.components)  # step k of the path has n - k + 1 candidates; only steps 2 to n - 2 are new ones
-    path_new = sum(n - k + 1 for k in range(2, n - 1)) * len(p.seeds)
-    left = len(ablation.missing(store, configs, p.seeds)) + path_new
+    left = _at_most(p, store, configs)
     saved = [r for r in (store.load(hp, s) for hp in configs.values() for s in p.seeds) if r is not None]
     if not todo:
         return "every run is saved: nothing to train"
@@ -152,6 +151,18 @@ def _estimate(p, store: RunStore, configs: dict, todo: list) -> str:
         return f"at most {left} retrainings to train"
     mean = sum(r.seconds for r in saved) / len(saved)
     return f"at most {left} retrainings to train, about {duration_text(left * mean)} ({mean:.0f} s a saved run)"
+
+
+def _at_most(p, store: RunStore, configs: dict) -> int:
+    """The retrainings left at most: the one-at-a-time view's missing runs, and every seed of the path's new
+    candidates (step k of n has n - k + 1; only steps 2 to n - 2 are not one-at-a-time configurations) less those
+    saved; racing may need fewer."""
+    n = len(p.components)
+    path_new = sum(n - k + 1 for k in range(2, n - 1)) * len(p.seeds)
+    known = {config_key(hp) for hp in configs.values()}
+    saved = {config_key([hp, s]) for _, candidates in ablation.path(p, store).raced for hp in candidates.values()
+             if config_key(hp) not in known for s in p.seeds if store.load(hp, s) is not None}
+    return len(ablation.missing(store, configs, p.seeds)) + path_new - len(saved)
 
 
 def _runs(p, store: RunStore, configs: dict) -> list:

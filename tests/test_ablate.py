@@ -67,6 +67,8 @@ def test_one_at_a_time_both_ways_and_the_path_find_what_carries_the_gain(a_repor
     assert "## One change at a time" in text and "## The path" in text and "![the ablation path" in text
     assert (folder / "figures" / "path.png").exists() and (folder / "figures" / "one_at_a_time.png").exists()
     assert "ablation: " in out and "path: augmentation (+10.0) → batch_size (+5.0)" in out
+    # The time left counts the path's candidates ahead: 27 one-at-a-time runs to train, then at most 9 of the path.
+    assert "at most 36 retrainings to train" in out and "(at most 35 retrainings)" in out
     # A rerun trains nothing and writes the same numbers.
     calls.clear()
     assert ablate.main(["--report", str(a_report), "--target", TARGET, "--group", GROUP, "--seeds", "3"]) == 0
