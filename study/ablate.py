@@ -20,7 +20,7 @@ from pathlib import Path
 from study import ablation, cli, cluster, locks, retrain, runtime, storage
 from study import jobs as jobs_lib
 from study.ablation import ABLATION_FOLDER, AblationConfig
-from study.config import StudyError, config_key
+from study.config import ReportConfig, StudyError, config_key
 from study.records import RUNS_FOLDER, RunStore
 from study.values import parse_assignments
 
@@ -101,7 +101,7 @@ def run(cfg: AblationConfig, log=print, verbose: int | str = 2, command: str = P
     from study.data import load_dataset
 
     p = ablation.plan(cfg)  # every refusal before any image is decoded
-    settings = dataclasses.replace(p.report, parallel=cfg.parallel, scheduler=cfg.scheduler, threads=cfg.threads)
+    settings = training_settings(cfg, p)
     store = RunStore(Path(cfg.output) / RUNS_FOLDER, settings.settings(settings.backend),
                      (Path(cfg.report) / RUNS_FOLDER,))
     # Saved before any run, so that a rerun of other settings is refused even before the first render.
@@ -114,8 +114,7 @@ def run(cfg: AblationConfig, log=print, verbose: int | str = 2, command: str = P
     log(f"ablation of {len(p.components)} components ({', '.join(p.components)}) on seeds {p.seeds[0]}-{p.seeds[-1]}: "
         f"{len(configs)} configurations one at a time and the path; {_estimate(p, store, configs, todo)}")
     if todo:
-        data = load_dataset(settings.data, keep_test="encoded", keep_train=not jobs_lib.trains_elsewhere(settings)
-                            and not cfg.scheduler)
+        data = load_dataset(settings.data, keep_test="encoded", keep_train=jobs_lib.trains_here(settings))
         model = model or _model(settings)
         while todo:
             jobs = [retrain.Job((job,)) for job in todo]
@@ -129,6 +128,11 @@ def run(cfg: AblationConfig, log=print, verbose: int | str = 2, command: str = P
     log(console_text(numbers))
     log(f"ablation: {Path(cfg.output) / 'ablation.md'}")
     return numbers
+
+
+def training_settings(cfg: AblationConfig, p: ablation.Plan) -> ReportConfig:
+    """The report's settings, trained here with the ablation's own --parallel, --scheduler and --threads."""
+    return dataclasses.replace(p.report, parallel=cfg.parallel, scheduler=cfg.scheduler, threads=cfg.threads)
 
 
 def _todo(p, store: RunStore, configs: dict, n_test: int) -> list:
@@ -172,7 +176,7 @@ def _runs(p, store: RunStore, configs: dict) -> list:
     for name, hp in named.items():
         for s in p.seeds:
             run = store.load(hp, s)
-            key = (json.dumps(hp, sort_keys=True), s)
+            key = config_key([hp, s])
             if run is not None and key not in seen:
                 seen.add(key)
                 out.append((name, run))
@@ -211,11 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> None:
         args = build_parser().parse_args(argv)
         cfg = parse_config(args)
-        ablation.plan(cfg)  # refused in one line before anything is written
+        p = ablation.plan(cfg)  # refused in one line before anything is written
         check_output(cfg, args.overwrite)
         command = shlex.join([*PROG.split(), *argv])
-        connected = dataclasses.replace(ablation.plan(cfg).report, scheduler=cfg.scheduler)
-        with cluster.session(connected), locks.hold(Path(cfg.output), command, what="ablation"):
+        with cluster.session(training_settings(cfg, p)), locks.hold(Path(cfg.output), command, what="ablation"):
             run(cfg, log=lambda message: print(message, flush=True), command=command)
 
     return cli.command(PROG, body, "finished retrainings are saved: rerun the same command to go on")

@@ -144,7 +144,7 @@ class Study:
         ablate_command.check_output(cfg, args.overwrite)
         log, verbose = progress.live_log()
         figures: dict = {}
-        connected = dataclasses.replace(ablation.plan(cfg).report, scheduler=cfg.scheduler)
+        connected = ablate_command.training_settings(cfg, ablation.plan(cfg))
         with cluster.session(connected), locks.hold(Path(cfg.output), "study.Study.ablate", what="ablation"):
             ablate_command.run(cfg, log=log, verbose=verbose, command=shlex.join(["study.Study.ablate", *argv]),
                                model=self.model if self.model.spec else None, figures=figures)

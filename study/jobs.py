@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from study import arrays, devices, parallel, progress
 from study.config import ReportConfig
+from study.formats import epochs_text
 from study.records import RunStore
 from study.retrain import Job, Trained, job_in_worker, keep, pickled_model, run_job, start_worker
 
@@ -25,6 +26,11 @@ def trains_elsewhere(cfg: ReportConfig) -> int:
         return 0
     width = devices.side_by_side(cfg.parallel, 1 << 20)
     return width if width > 1 else 0
+
+
+def trains_here(cfg: ReportConfig) -> bool:
+    """Whether this process trains the runs itself (and so needs the training images decoded)."""
+    return not cfg.scheduler and not trains_elsewhere(cfg)
 
 
 def run_jobs(data, store: RunStore, jobs: list[Job], cfg: ReportConfig, model: ModelFunction | None = None,
@@ -43,7 +49,7 @@ def run_jobs(data, store: RunStore, jobs: list[Job], cfg: ReportConfig, model: M
         workers = cluster.workers(connection)
     else:
         workers = min(trains_elsewhere(cfg), n) or 1
-    epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}"
+    epochs = epochs_text(cfg.epochs)
 
     def starting(i: int, job: tuple[Job]) -> None:
         (job,) = job

@@ -143,8 +143,7 @@ def _train(cfg: ReportConfig, store: RunStore, arms: dict[str, dict[str, Any]], 
     # evaluation: 0.03 GB less while training (README, memory). Decoded before TensorFlow is imported,
     # whose allocations then reuse what decoding freed.
     # Where workers train (--parallel, --scheduler), only they decode the images: the command keeps labels and samples.
-    here = not cfg.scheduler and not jobs_lib.trains_elsewhere(cfg)
-    data = load_dataset(cfg.data, keep_test="encoded", keep_train=here or cfg.final_fit)
+    data = load_dataset(cfg.data, keep_test="encoded", keep_train=jobs_lib.trains_here(cfg) or cfg.final_fit)
     n_test = len(data.y_test)
     model = model or _load_model(cfg)
     state = arms_lib.race(store, arms, cfg, n_test)
