@@ -122,6 +122,7 @@ def run(cfg: AblationConfig, log=print, verbose: int | str = 2, command: str = P
             jobs_lib.run_jobs(data, store, jobs, settings, model=model, log=log, verbose=verbose, ahead=ahead)
             todo = _todo(p, store, configs, n_test)
     numbers = ablation.analyse(p, store, ablation.path(p, store, n_test))
+    numbers["compute"]["command"] = command  # what re-renders it (tests/test_committed_study.py)
     _write(Path(cfg.output), numbers, cfg, command, _runs(p, store, configs), figures)
     from study.render_ablation import console_text
 
