@@ -255,3 +255,54 @@ def _trained(plan, state) -> list:
         for name, arm in race.arms.items():
             jobs.update({config_key([candidates[name], s]): (candidates[name], s) for s in arm.seeds})
     return [(hp, s) for hp, s in jobs.values() if hp != canonical(SOURCE)]
+
+
+def _a_report(folder, recommended: str = "bayesian best", **report) -> str:
+    """A report folder as `python -m study.report` leaves it, reduced to what the ablation reads."""
+    import json
+
+    folder.mkdir()
+    cfg = ReportConfig(**{"seed": 2, "seeds": 5, "batch_size": 64, "searches": {"bayesian": {"seed": 1}}, **report})
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+    base = {k: SOURCE[k] for k in ("optimizer", "learning_rate", "dropout_1", "dropout_2", "dropout_3")}
+    arms = {"baseline": {"hyperparameters": base},
+            "bayesian best": {"hyperparameters": {**base, "dropout_1": 0.1, "augmentation": "flip"}}}
+    (folder / "metrics.json").write_text(json.dumps({"arms": arms, "recommendation": {"name": recommended}}))
+    return str(folder)
+
+
+def test_the_plan_goes_from_the_reports_baseline_to_its_recommendation_unless_told(tmp_path):
+    folder = _a_report(tmp_path / "report")
+    p = ablation.plan(ablation.AblationConfig(report=folder, output="out", seeds=3))
+    assert p.source == SOURCE and p.names == {"source": "baseline", "target": "bayesian best"}
+    assert p.target == {**SOURCE, "dropout_1": 0.1, "augmentation": "flip"}  # every value it trains with
+    assert p.components == {"dropout_1": ("dropout_1",), "augmentation": ("augmentation",)} and p.seeds == (7, 8, 9)
+    told = ablation.plan(ablation.AblationConfig(report=folder, output="out", source={"batch_size": 32},
+                                                 target={"label_smoothing": 0.1}, min_seeds=3))
+    assert told.source == {**SOURCE, "batch_size": 32} and told.target == {**SOURCE, "label_smoothing": 0.1}
+    assert told.names == {"source": "", "target": ""} and told.min_seeds == 3 and told.seeds == (7, 8, 9, 10, 11)
+    assert list(told.components) == ["batch_size", "label_smoothing"]  # the source's change goes back, too
+    wide = ablation.plan(ablation.AblationConfig(report=_a_report(tmp_path / "b32", batch_size=32), output="o"))
+    assert wide.source["batch_size"] == 32  # the report's own batch size is the baseline's
+
+
+def test_the_plan_refuses_bad_input_in_one_line(tmp_path):
+    folder = _a_report(tmp_path / "report")
+    cases = [(dict(seeds=1), "--seeds must be >= 2"),
+             (dict(target={"dropout_9": 0.1}), "dropout_9"),
+             (dict(source={"optimizer": "adam"}, target={}), "the same configuration")]
+    for flags, message in cases:
+        with pytest.raises(StudyError, match=message):
+            ablation.plan(ablation.AblationConfig(report=folder, output="out", **flags))
+    kept = _a_report(tmp_path / "kept", recommended="baseline")
+    with pytest.raises(StudyError, match="keeps the baseline: nothing to ablate towards; name one with --target"):
+        ablation.plan(ablation.AblationConfig(report=kept, output="out"))
+    assert ablation.plan(ablation.AblationConfig(report=kept, output="o", target={"batch_size": 32})).target[
+        "batch_size"] == 32
+    with pytest.raises(StudyError, match="no report there"):
+        ablation.read_report(tmp_path / "nowhere")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{")
+    (tmp_path / "broken" / "metrics.json").write_text("{}")
+    with pytest.raises(StudyError, match="unreadable"):
+        ablation.read_report(tmp_path / "broken")
