@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -282,6 +283,11 @@ def test_the_plan_goes_from_the_reports_baseline_to_its_recommendation_unless_to
     assert told.source == {**SOURCE, "batch_size": 32} and told.target == {**SOURCE, "label_smoothing": 0.1}
     assert told.names == {"source": "", "target": ""} and told.min_seeds == 3 and told.seeds == (7, 8, 9, 10, 11)
     assert list(told.components) == ["batch_size", "label_smoothing"]  # the source's change goes back, too
+    assert p.report.seeds == 5 and p.report.searches == {"bayesian": {"seed": 1}}  # the report's own settings
+    own = json.loads((tmp_path / "report" / "metrics.json").read_text())  # a user's model: its own hyperparameter
+    own["arms"]["baseline"]["hyperparameters"]["width"] = 32
+    (tmp_path / "report" / "metrics.json").write_text(json.dumps(own))
+    assert ablation.plan(ablation.AblationConfig(report=folder, output="o", target={"width": 64})).target["width"] == 64
     wide = ablation.plan(ablation.AblationConfig(report=_a_report(tmp_path / "b32", batch_size=32), output="o"))
     assert wide.source["batch_size"] == 32  # the report's own batch size is the baseline's
 
@@ -289,11 +295,16 @@ def test_the_plan_goes_from_the_reports_baseline_to_its_recommendation_unless_to
 def test_the_plan_refuses_bad_input_in_one_line(tmp_path):
     folder = _a_report(tmp_path / "report")
     cases = [(dict(seeds=1), "--seeds must be >= 2"),
-             (dict(target={"dropout_9": 0.1}), "dropout_9"),
+             (dict(target={"dropout_9": 0.1}), "--target: no hyperparameter named dropout_9"),
+             (dict(source={"dropout_9": 0.1}), "--source: no hyperparameter named dropout_9"),
+             (dict(groups=(("dropout_1", "dropout_9"),)), "--group dropout_1,dropout_9: no hyperparameter named "
+                                                          "dropout_9 \\(choose from dropout_1, augmentation\\)"),
+             (dict(groups=(("dropout_1", "optimizer"),)), "--group dropout_1,optimizer: optimizer is the same"),
              (dict(source={"optimizer": "adam"}, target={}), "the same configuration")]
     for flags, message in cases:
         with pytest.raises(StudyError, match=message):
             ablation.plan(ablation.AblationConfig(report=folder, output="out", **flags))
+    assert ablation.plan(ablation.AblationConfig(report=folder, output="out", seeds=2)).seeds == (7, 8)  # the least
     kept = _a_report(tmp_path / "kept", recommended="baseline")
     with pytest.raises(StudyError, match="keeps the baseline: nothing to ablate towards; name one with --target"):
         ablation.plan(ablation.AblationConfig(report=kept, output="out"))
