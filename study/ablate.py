@@ -171,8 +171,12 @@ def _at_most(p, store: RunStore, configs: dict) -> int:
 
 
 def _runs(p, store: RunStore, configs: dict) -> list:
+    """(configuration's name, run) for every saved run the ablation used, each once: the table of every retraining."""
     state = ablation.path(p, store)
     named = {**configs, **{f"path {i}: {c}": hp for i, (c, hp) in enumerate(state.steps, 1)}}
+    # The candidates a step raced and did not take: every retraining is listed, the raced-out ones too.
+    named |= {f"raced at step {i}: {c}": hp for i, (_, candidates) in enumerate(state.raced, 1)
+              for c, hp in candidates.items()}
     seen, out = set(), []
     for name, hp in named.items():
         for s in p.seeds:

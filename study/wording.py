@@ -252,12 +252,14 @@ def ablation_answer(numbers: dict[str, Any]) -> str:
     top = max(shares, key=shares.get) if shares else None
     parts = []
     if top is not None and top in matters:
-        parts.append(f"Most of the {gain} gain is {top}: {100 * shares[top]:.0f}% of it on the path, "
-                     f"{points(added[top]['diff_vs_source']['mean'])} points added to the source, "
-                     f"{points(removed[top]['diff_vs_target']['mean'])} removed from the target")
+        most = "Most" if shares[top] > 0.5 else "The largest part"
+        parts.append(f"{most} of the {gain} gain is {top}: {100 * shares[top]:.0f}% of it on the path, "
+                     f"{_sides(added[top], removed[top])}")
     others = [c for c in matters if c != top]
     if others:
-        parts.append(f"{_and(others)} also {'matters' if len(others) == 1 else 'matter'} beyond the noise")
+        each = [f"{c} ({_sides(added[c], removed[c], '; ')})" for c in others]
+        parts.append(f"{_and(each)} also "
+                     f"{'matters' if len(others) == 1 else 'matter'} beyond the noise")
     if nothing:
         parts.append(f"{_and(nothing)} {'adds' if len(nothing) == 1 else 'add'} nothing beyond the noise, "
                      "added or removed")
@@ -265,9 +267,19 @@ def ablation_answer(numbers: dict[str, Any]) -> str:
     if interacting:
         parts.append(f"{_and(interacting)} {'interacts' if len(interacting) == 1 else 'interact'} beyond the "
                      "noise (it helps the source and the target unequally)")
+    elif matters:
+        parts.append("no component interacts beyond the noise (Holm over the components)")
     if not parts:
         parts.append(f"The {gain} gain is beyond the noise, but no single component's is: it takes several together")
     return "; ".join(parts) + "."
+
+
+def _sides(added: dict[str, Any], removed: dict[str, Any], sep: str = ", ") -> str:
+    """"+1.5 points added to the source; -0.6 points removed from the target, within the noise": both sides."""
+    def side(d: dict[str, Any], where: str) -> str:
+        return f"{points(d['diff_vs_' + where]['mean'])} points {'added to' if where == 'source' else 'removed from'} the " \
+               f"{where}{'' if _beyond(d['diff_vs_' + where]) else ', within the noise'}"
+    return f"{side(added, 'source')}{sep}{side(removed, 'target')}"
 
 
 def ablation_seeds_text() -> str:

@@ -63,6 +63,9 @@ def test_one_at_a_time_both_ways_and_the_path_find_what_carries_the_gain(a_repor
     assert compute["configurations"] == 10 + 3 and compute["reused"] == 3  # the baseline's confirmation runs
     assert len(calls) == compute["retrainings"] - compute["reused"] == 10 * 3 - 3 + 3 * 3
     assert (compute["path_new_retrainings"], compute["path_new_retrainings_without_racing"]) == (9, 9)
+    rows = (folder / "tables" / "runs.csv").read_text().splitlines()[1:]
+    assert len(rows) == compute["retrainings"]  # every retraining listed once, the step's raced-out candidates too
+    assert sum(r.startswith("raced at step 2: ") for r in rows) == 2 * 3
     text = (folder / "ablation.md").read_text()
     assert "## One change at a time" in text and "## The path" in text and "![the ablation path" in text
     assert (folder / "figures" / "path.png").exists() and (folder / "figures" / "one_at_a_time.png").exists()
