@@ -277,8 +277,9 @@ def ablation_answer(numbers: dict[str, Any]) -> str:
 def _sides(added: dict[str, Any], removed: dict[str, Any], sep: str = ", ") -> str:
     """"+1.5 points added to the source; -0.6 points removed from the target, within the noise": both sides."""
     def side(d: dict[str, Any], where: str) -> str:
-        return f"{points(d['diff_vs_' + where]['mean'])} points {'added to' if where == 'source' else 'removed from'} the " \
-               f"{where}{'' if _beyond(d['diff_vs_' + where]) else ', within the noise'}"
+        diff = d["diff_vs_" + where]
+        verb = "added to" if where == "source" else "removed from"
+        return f"{points(diff['mean'])} points {verb} the {where}{'' if _beyond(diff) else ', within the noise'}"
     return f"{side(added, 'source')}{sep}{side(removed, 'target')}"
 
 
