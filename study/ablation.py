@@ -237,7 +237,7 @@ def analyse(p: Plan, store: RunStore, state: PathState) -> dict[str, Any]:
     added = stats.holm({c: difference(runs["source"], runs[f"+{c}"]) for c in p.components})
     removed = stats.holm({c: difference(runs["target"], runs[f"-{c}"]) for c in p.components})
     interactions = stats.holm({c: interaction(p, runs, c) for c in p.components})
-    beyond = total.p_value < stats.ALPHA and total.diff > 0
+    beyond = stats.beats_baseline(total)
     steps, previous = [], runs["source"]
     for c, hp in state.steps:
         here = runs_of(store, hp, p.seeds)

@@ -46,14 +46,14 @@ def count(n: int, what: str) -> str:
 
 def acc_text(s: dict[str, Any]) -> str:
     """Mean test accuracy ± its sd over seeds, for a table whose header says so: "69.5% ± 0.7"."""
-    spread = f" ± {100 * s['test_accuracy_std']:.1f}" if _finite(s.get("test_accuracy_std")) else ""
+    spread = f" ± {100 * s['test_accuracy_std']:.1f}" if is_finite(s.get("test_accuracy_std")) else ""
     return f"{pct(s['test_accuracy'])}{spread}"
 
 
 def acc_prose(s: dict[str, Any]) -> str:
     """The same in a sentence, saying what the ± is: "69.5% ± 0.7 (sd over 5 seeds)", "68.5% (one seed)"."""
     n = len(s.get("seeds") or ())
-    if _finite(s.get("test_accuracy_std")):
+    if is_finite(s.get("test_accuracy_std")):
         return f"{pct(s['test_accuracy'])} ± {100 * s['test_accuracy_std']:.1f} (sd over {n} seeds)"
     return f"{pct(s['test_accuracy'])} (one seed)"
 
@@ -69,7 +69,7 @@ def diff_text(row: dict[str, Any]) -> str:
         return SAME_CONFIGURATION
     if not row.get("test"):
         return ""
-    if not _finite(row.get("diff_ci_low")):
+    if not is_finite(row.get("diff_ci_low")):
         return f"{points(row['diff_vs_baseline'])} pts (interval unknown)"
     return f"{points(row['diff_vs_baseline'])} pts ({points(row['diff_ci_low'])} to {points(row['diff_ci_high'])})"
 
@@ -124,5 +124,6 @@ def date_text(when: float | None) -> str:
     return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%d") if when else "an unknown date"
 
 
-def _finite(x: Any) -> bool:
+def is_finite(x: Any) -> bool:
+    """A number that is there: not None (the JSON files write NaN as null), NaN or infinite."""
     return isinstance(x, (int, float)) and math.isfinite(x)

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from study import ablation_plots, storage, wording
-from study.formats import count, duration_text, hp_text, pct, seeds_text, value_text
+from study.formats import count, duration_text, hp_text, is_finite, pct, seeds_text, value_text
 from study.metrics import finite
 from study.render import Writer
 
@@ -24,14 +24,14 @@ def change_text(change: dict[str, list]) -> str:
 
 def diff_cell(d: dict[str, Any]) -> str:
     """"+2.1 pts (+1.3 to +2.9)", the 95% interval of a paired difference."""
-    if d["ci_low"] is None or d["ci_low"] != d["ci_low"]:
+    if not is_finite(d["ci_low"]):
         return f"{100 * d['mean']:+.1f} pts (interval unknown)"
     return f"{100 * d['mean']:+.1f} pts ({100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f})"
 
 
 def p_cell(d: dict[str, Any]) -> str:
     holm = d.get("p_holm")
-    if holm is None or holm != holm:
+    if not is_finite(holm):
         return f"{d['p_value']:.2g}"
     return f"{holm:.2g} (Holm; uncorrected {d['p_value']:.2g})"
 

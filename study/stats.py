@@ -208,10 +208,16 @@ def holm(comparisons: Mapping[str, Comparison | None]) -> dict[str, Comparison |
     return out
 
 
+def beyond_noise(p_value: float, p_holm: float | None = None) -> bool:
+    """Whether a difference is larger than the noise: its Holm-corrected p-value where it has one (not None or
+    NaN), else its own, below ALPHA."""
+    p = p_value if p_holm is None or math.isnan(p_holm) else p_holm
+    return p < ALPHA
+
+
 def verdict(c: Comparison) -> str:
     """"better", "worse" or "noise": whether the difference is larger than the noise after Holm's correction."""
-    p = c.p_holm if not math.isnan(c.p_holm) else c.p_value
-    if not p < ALPHA:
+    if not beyond_noise(c.p_value, c.p_holm):
         return "noise"
     return "better" if c.diff > 0 else "worse"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from study import racing, stats
 from study.config import BASELINE, ReportConfig
-from study.formats import acc_prose, count, epochs_text, hp_text, pct, points, seeds_text
+from study.formats import acc_prose, count, epochs_text, hp_text, is_finite, pct, points, seeds_text
 
 # Why the race dropped an arm, in the report's words.
 DROPPED_BECAUSE = {racing.WORSE: "worse on validation than the best arm racing, beyond the noise",
@@ -231,15 +231,14 @@ def notebook_prose() -> str:
 # --- the ablation's sentences ------------------------------------------------------------------------
 
 def _beyond(d: dict[str, Any]) -> bool:
-    p = d.get("p_holm")
-    return (p if p is not None and p == p else d["p_value"]) < stats.ALPHA
+    return stats.beyond_noise(d["p_value"], d.get("p_holm"))
 
 
 def ablation_answer(numbers: dict[str, Any]) -> str:
     """The ablation in a sentence or two: which components carry the gain, which add nothing beyond the noise."""
     total = numbers["total"]
-    known = total["ci_low"] is not None and total["ci_low"] == total["ci_low"]  # null or NaN: no spread over seeds
-    gain = (f"{points(total['mean'])} points ({points(total['ci_low'])} to {points(total['ci_high'])})" if known
+    gain = (f"{points(total['mean'])} points ({points(total['ci_low'])} to {points(total['ci_high'])})"
+            if is_finite(total["ci_low"])
             else f"{points(total['mean'])} points (the same in every seed: no interval)")
     if not total["beyond_noise"]:
         return (f"The target's gain over the source, {gain}, is within the noise: no component can carry a gain "
@@ -276,11 +275,12 @@ def ablation_answer(numbers: dict[str, Any]) -> str:
 
 def _sides(added: dict[str, Any], removed: dict[str, Any], sep: str = ", ") -> str:
     """"+1.5 points added to the source; -0.6 points removed from the target, within the noise": both sides."""
-    def side(d: dict[str, Any], where: str) -> str:
-        diff = d["diff_vs_" + where]
-        verb = "added to" if where == "source" else "removed from"
-        return f"{points(diff['mean'])} points {verb} the {where}{'' if _beyond(diff) else ', within the noise'}"
-    return f"{side(added, 'source')}{sep}{side(removed, 'target')}"
+    return f"{_side(added['diff_vs_source'], 'added to the source')}{sep}" \
+           f"{_side(removed['diff_vs_target'], 'removed from the target')}"
+
+
+def _side(diff: dict[str, Any], what: str) -> str:
+    return f"{points(diff['mean'])} points {what}{'' if _beyond(diff) else ', within the noise'}"
 
 
 def ablation_seeds_text() -> str:
